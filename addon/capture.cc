@@ -1,0 +1,419 @@
+// Thin native side of the capture: open/load/attach the BPF skeleton, fill the
+// filter maps, drain the ring buffer in batches on the libuv loop, read the
+// counters, detach. Validation, defaults and decoding live in TypeScript.
+#include <napi.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "capture.h"
+#include "capture.skel.h"
+}
+
+namespace {
+
+// Batches handed to JavaScript stop growing past this many bytes.
+constexpr size_t kBatchBytes = 4 * 1024 * 1024;
+// Sentinel returned by the sample callback when the batch is full.
+constexpr int kBatchFull = -ENOSPC;
+
+// libbpf's messages go to a bounded buffer; errors carry its tail.
+std::string g_libbpf_log;
+bool g_libbpf_debug = false;
+
+int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
+  char line[1024];
+  vsnprintf(line, sizeof(line), fmt, args);
+  if (g_libbpf_debug) fputs(line, stderr);
+  if (level == LIBBPF_DEBUG) return 0;
+  g_libbpf_log += line;
+  if (g_libbpf_log.size() > 16384) g_libbpf_log.erase(0, g_libbpf_log.size() - 16384);
+  return 0;
+}
+
+std::string LogTail() {
+  size_t start = g_libbpf_log.size() > 2048 ? g_libbpf_log.size() - 2048 : 0;
+  return g_libbpf_log.substr(start);
+}
+
+const char* ErrnoCode(int err) {
+  switch (err) {
+    case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
+    case ENOENT: return "ENOENT";
+    case EINVAL: return "EINVAL";
+    case ENOMEM: return "ENOMEM";
+    case E2BIG: return "E2BIG";
+    case EBUSY: return "EBUSY";
+    case ENOTSUP: return "ENOTSUP";
+    case ESRCH: return "ESRCH";
+    default: return "EUNKNOWN";
+  }
+}
+
+// Throws `failed to <op>: <reason>` with code, errno, operation and libbpf's log.
+void ThrowErrno(Napi::Env env, const std::string& op, int err) {
+  if (err < 0) err = -err;
+  Napi::Error e = Napi::Error::New(env, "failed to " + op + ": " + strerror(err));
+  e.Set("code", Napi::String::New(env, ErrnoCode(err)));
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("operation", Napi::String::New(env, op));
+  e.Set("libbpfLog", Napi::String::New(env, LogTail()));
+  e.ThrowAsJavaScriptException();
+}
+
+class Capture : public Napi::ObjectWrap<Capture> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Capture",
+                       {
+                           InstanceMethod("attach", &Capture::Attach),
+                           InstanceMethod("setPorts", &Capture::SetPorts),
+                           InstanceMethod("setPids", &Capture::SetPids),
+                           InstanceMethod("start", &Capture::Start),
+                           InstanceMethod("drain", &Capture::Drain),
+                           InstanceMethod("counters", &Capture::Counters),
+                           InstanceMethod("programs", &Capture::Programs),
+                           InstanceMethod("close", &Capture::Close),
+                       });
+  }
+
+  // new Capture({ selfTgid, maxPayload, filterPids, allPorts, wakeupBytes, ringBytes, debug })
+  explicit Capture(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Capture>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) {
+      Napi::TypeError::New(env, "Capture options must be an object").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    auto num = [&](const char* key) -> double {
+      Napi::Value v = o.Get(key);
+      return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    };
+    g_libbpf_debug = o.Get("debug").ToBoolean().Value();
+    libbpf_set_print(LibbpfPrint);
+    g_libbpf_log.clear();
+
+    skel_ = capture_bpf__open();
+    if (!skel_) {
+      ThrowErrno(env, "open BPF object", errno);
+      return;
+    }
+    skel_->rodata->self_tgid = static_cast<__u32>(num("selfTgid"));
+    skel_->rodata->max_payload = static_cast<__u32>(num("maxPayload"));
+    skel_->rodata->filter_pids = num("filterPids") > 0 ? 1 : 0;
+    skel_->rodata->all_ports = num("allPorts") > 0 ? 1 : 0;
+    skel_->rodata->wakeup_bytes = static_cast<__u64>(num("wakeupBytes"));
+    int err = bpf_map__set_max_entries(skel_->maps.events, static_cast<__u32>(num("ringBytes")));
+    if (err) {
+      ThrowErrno(env, "size ring buffer", err);
+      Destroy();
+      return;
+    }
+    err = capture_bpf__load(skel_);
+    if (err) {
+      ThrowErrno(env, "load BPF programs", err);
+      Destroy();
+      return;
+    }
+    cleanup_ = env.AddCleanupHook(CleanupHook, this);
+    cleanup_hook_ = true;
+  }
+
+  ~Capture() override { Destroy(); }
+
+ private:
+  static void CleanupHook(Capture* self) {
+    self->cleanup_hook_ = false;
+    self->Destroy();
+  }
+
+  // attach(names?: string[]) -> [{ program, errno }] of the programs that failed.
+  Napi::Value Attach(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!skel_) return Closed(env);
+    Napi::Array failures = Napi::Array::New(env);
+    uint32_t nfail = 0;
+    struct bpf_program* prog;
+    bpf_object__for_each_program(prog, skel_->obj) {
+      struct bpf_link* link = bpf_program__attach(prog);
+      if (!link) {
+        int err = errno;
+        Napi::Object f = Napi::Object::New(env);
+        f.Set("program", bpf_program__name(prog));
+        f.Set("errno", err);
+        f.Set("code", ErrnoCode(err));
+        failures.Set(nfail++, f);
+        continue;
+      }
+      links_.push_back(link);
+    }
+    return failures;
+  }
+
+  // setPorts([[port, protocolId], ...]) replaces the port filter.
+  Napi::Value SetPorts(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!skel_) return Closed(env);
+    if (!info[0].IsArray()) {
+      Napi::TypeError::New(env, "setPorts expects an array").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int fd = bpf_map__fd(skel_->maps.ports);
+    if (!ClearMap(env, fd, sizeof(__u16), "clear ports map")) return env.Undefined();
+    Napi::Array a = info[0].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Array pair = a.Get(i).As<Napi::Array>();
+      __u16 port = static_cast<__u16>(pair.Get(0u).As<Napi::Number>().Uint32Value());
+      struct pbe_port_value v = {};
+      v.protocol = static_cast<__u8>(pair.Get(1u).As<Napi::Number>().Uint32Value());
+      if (bpf_map_update_elem(fd, &port, &v, BPF_ANY)) {
+        ThrowErrno(env, "update ports map", errno);
+        return env.Undefined();
+      }
+    }
+    return env.Undefined();
+  }
+
+  // setPids([pid, ...]) replaces the pid filter (used when filterPids was set).
+  Napi::Value SetPids(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!skel_) return Closed(env);
+    if (!info[0].IsArray()) {
+      Napi::TypeError::New(env, "setPids expects an array").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int fd = bpf_map__fd(skel_->maps.pids);
+    if (!ClearMap(env, fd, sizeof(__u32), "clear pids map")) return env.Undefined();
+    Napi::Array a = info[0].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      __u32 pid = a.Get(i).As<Napi::Number>().Uint32Value();
+      __u8 one = 1;
+      if (bpf_map_update_elem(fd, &pid, &one, BPF_ANY)) {
+        ThrowErrno(env, "update pids map", errno);
+        return env.Undefined();
+      }
+    }
+    return env.Undefined();
+  }
+
+  // start(onBatch: (batch: Buffer) => void, intervalMs: number)
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!skel_) return Closed(env);
+    if (rb_) {
+      Napi::Error::New(env, "capture already started").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (!info[0].IsFunction() || !info[1].IsNumber()) {
+      Napi::TypeError::New(env, "start expects (onBatch, intervalMs)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    on_batch_ = Napi::Persistent(info[0].As<Napi::Function>());
+    uint64_t interval = info[1].As<Napi::Number>().Uint32Value();
+    rb_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), OnSample, this, nullptr);
+    if (!rb_) {
+      ThrowErrno(env, "create ring buffer reader", errno);
+      return env.Undefined();
+    }
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_ = new uv_poll_t;
+    timer_ = new uv_timer_t;
+    uv_poll_init(loop, poll_, ring_buffer__epoll_fd(rb_));
+    poll_->data = this;
+    uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* h, int, int) {
+      static_cast<Capture*>(h->data)->DrainToJs();
+    });
+    uv_timer_init(loop, timer_);
+    timer_->data = this;
+    uv_timer_start(timer_, [](uv_timer_t* h) { static_cast<Capture*>(h->data)->DrainToJs(); },
+                   interval, interval);
+    return env.Undefined();
+  }
+
+  // drain(): consume what is in the ring buffer now (batches go to onBatch).
+  Napi::Value Drain(const Napi::CallbackInfo& info) {
+    if (rb_) DrainToJs();
+    return info.Env().Undefined();
+  }
+
+  static int OnSample(void* ctx, void* data, size_t size) {
+    Capture* self = static_cast<Capture*>(ctx);
+    if (size < sizeof(struct pbe_event)) return 0;
+    const struct pbe_event* e = static_cast<const struct pbe_event*>(data);
+    size_t n = sizeof(*e) + e->cap_len;
+    if (n > size) n = size;  // never read past the record
+    auto& b = self->batch_;
+    size_t at = b.size();
+    b.resize(at + n);
+    memcpy(b.data() + at, data, n);
+    return b.size() >= kBatchBytes ? kBatchFull : 0;
+  }
+
+  // Consume the ring buffer, one JS call per batch. Never throws into libuv.
+  void DrainToJs() {
+    if (!rb_ || draining_) return;
+    draining_ = true;
+    Napi::Env env = Env();
+    for (;;) {
+      int r = ring_buffer__consume(rb_);
+      if (!batch_.empty()) {
+        Napi::HandleScope scope(env);
+        Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::Copy(env, batch_.data(), batch_.size());
+        batch_.clear();
+        on_batch_.MakeCallback(Value(), {buf});
+        if (env.IsExceptionPending()) {
+          Napi::Error err = env.GetAndClearPendingException();
+          napi_fatal_exception(env, err.Value());
+          break;
+        }
+      }
+      if (r != kBatchFull || !rb_) break;
+    }
+    draining_ = false;
+  }
+
+  // counters() -> array of sums over CPUs, indexed by enum pbe_counter.
+  Napi::Value Counters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!skel_) return Closed(env);
+    int ncpu = libbpf_num_possible_cpus();
+    if (ncpu <= 0) {
+      ThrowErrno(env, "count CPUs", ncpu);
+      return env.Undefined();
+    }
+    std::vector<__u64> values(ncpu);
+    Napi::Array out = Napi::Array::New(env, PBE_CNT__MAX);
+    int fd = bpf_map__fd(skel_->maps.counters);
+    for (__u32 k = 0; k < PBE_CNT__MAX; k++) {
+      if (bpf_map_lookup_elem(fd, &k, values.data())) {
+        ThrowErrno(env, "read counters", errno);
+        return env.Undefined();
+      }
+      __u64 sum = 0;
+      for (int c = 0; c < ncpu; c++) sum += values[c];
+      out.Set(k, Napi::Number::New(env, static_cast<double>(sum)));
+    }
+    return out;
+  }
+
+  // programs() -> names of the attached programs.
+  Napi::Value Programs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array out = Napi::Array::New(env);
+    uint32_t i = 0;
+    for (struct bpf_link* l : links_) {
+      struct bpf_link_info li = {};
+      __u32 len = sizeof(li);
+      if (bpf_obj_get_info_by_fd(bpf_link__fd(l), &li, &len) == 0) out.Set(i++, li.prog_id);
+    }
+    return out;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Destroy();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Closed(Napi::Env env) {
+    Napi::Error e = Napi::Error::New(env, "capture is closed");
+    e.Set("code", "ECLOSED");
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+
+  bool ClearMap(Napi::Env env, int fd, size_t key_size, const char* op) {
+    std::vector<uint8_t> key(key_size), next(key_size);
+    while (bpf_map_get_next_key(fd, nullptr, next.data()) == 0) {
+      if (bpf_map_delete_elem(fd, next.data())) {
+        ThrowErrno(env, op, errno);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // One cleanup path: handles, links, reader, object. Idempotent.
+  void Destroy() {
+    if (poll_) {
+      uv_poll_stop(poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+    }
+    if (timer_) {
+      uv_timer_stop(timer_);
+      uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+      timer_ = nullptr;
+    }
+    for (struct bpf_link* l : links_) bpf_link__destroy(l);
+    links_.clear();
+    if (rb_) {
+      ring_buffer__free(rb_);
+      rb_ = nullptr;
+    }
+    if (skel_) {
+      capture_bpf__destroy(skel_);
+      skel_ = nullptr;
+    }
+    if (!on_batch_.IsEmpty()) on_batch_.Reset();
+    if (cleanup_hook_) {
+      cleanup_hook_ = false;
+      cleanup_.Remove(Env());
+    }
+  }
+
+  struct capture_bpf* skel_ = nullptr;
+  std::vector<struct bpf_link*> links_;
+  struct ring_buffer* rb_ = nullptr;
+  uv_poll_t* poll_ = nullptr;
+  uv_timer_t* timer_ = nullptr;
+  Napi::FunctionReference on_batch_;
+  std::vector<uint8_t> batch_;
+  bool draining_ = false;
+  bool cleanup_hook_ = false;
+  Napi::Env::CleanupHook<void (*)(Capture*), Capture> cleanup_;
+};
+
+// The event layout as this build sees it; TypeScript checks its decoder against it.
+Napi::Object Layout(Napi::Env env) {
+  Napi::Object l = Napi::Object::New(env);
+  Napi::Object f = Napi::Object::New(env);
+#define FIELD(name)                                                          \
+  do {                                                                       \
+    Napi::Object d = Napi::Object::New(env);                                 \
+    d.Set("offset", offsetof(struct pbe_event, name));                       \
+    d.Set("size", sizeof(((struct pbe_event*)nullptr)->name));               \
+    f.Set(#name, d);                                                         \
+  } while (0)
+  FIELD(ts_ns); FIELD(enter_ns); FIELD(cgroup_id); FIELD(sock_id); FIELD(tgid); FIELD(tid);
+  FIELD(ppid); FIELD(uid); FIELD(len); FIELD(cap_len); FIELD(seq); FIELD(fd); FIELD(saddr);
+  FIELD(daddr); FIELD(sport); FIELD(dport); FIELD(kind); FIELD(dir); FIELD(family);
+  FIELD(source); FIELD(comm); FIELD(netns);
+#undef FIELD
+  l.Set("fields", f);
+  l.Set("headerSize", sizeof(struct pbe_event));
+  l.Set("payloadLimit", PBE_PAYLOAD_LIMIT);
+  l.Set("payloadDefault", PBE_PAYLOAD_DEFAULT);
+  l.Set("counterCount", static_cast<uint32_t>(PBE_CNT__MAX));
+  return l;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Capture", Capture::Init(env));
+  exports.Set("layout", Layout(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(pbe_capture, Init)

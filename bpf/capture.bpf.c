@@ -1,0 +1,537 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * syscall capture mode: tracepoints on the socket syscalls. Arguments are
+ * stashed at enter (after the fd was resolved to a TCP socket that passes the
+ * filters), the data is copied at exit when the real byte count is known.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "capture.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Tunables, set by the loader before load. */
+const volatile __u32 self_tgid = 0;      /* the agent: never traced */
+const volatile __u32 max_payload = PBE_PAYLOAD_DEFAULT;
+const volatile __u8 filter_pids = 0;     /* 1: only pids in the pids map */
+const volatile __u8 all_ports = 0;       /* 1: every TCP port */
+const volatile __u64 wakeup_bytes = 256 * 1024; /* wake user space past this */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 * 1024 * 1024);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PBE_MAX_INFLIGHT);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct pbe_inflight);
+} inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PBE_MAX_PORTS);
+	__type(key, __u16);
+	__type(value, struct pbe_port_value);
+} ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PBE_MAX_PIDS);
+	__type(key, __u32);
+	__type(value, __u8);
+} pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PBE_CNT__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+#define S_IFMT_ 00170000
+#define S_IFSOCK_ 0140000
+#define SOCK_STREAM_ 1
+#define IPPROTO_TCP_ 6
+#define MSG_PEEK_ 2
+#define EINPROGRESS_ 115
+
+/* v <= max in a form the verifier sees (clang may otherwise drop the check). */
+static __always_inline __u64 bound(__u64 v, const __u64 max)
+{
+	asm volatile("if %0 <= %1 goto +1\n\t%0 = %1" : "+r"(v) : "i"(max));
+	return v;
+}
+
+static __always_inline void count(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += n;
+}
+
+/* The pid filter: the agent itself never, and only listed pids when asked. */
+static __always_inline int pid_wanted(__u32 tgid)
+{
+	if (tgid == self_tgid)
+		return 0;
+	if (filter_pids && !bpf_map_lookup_elem(&pids, &tgid))
+		return 0;
+	return 1;
+}
+
+/* fd of the current task -> struct sock of a TCP socket (v4/v6), or NULL. */
+static __always_inline struct sock *fd_to_tcp_sock(__u32 fd, __u64 *ino)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct files_struct *files = BPF_CORE_READ(task, files);
+	struct fdtable *fdt = BPF_CORE_READ(files, fdt);
+	struct file **fdarr;
+	struct file *f = NULL;
+	struct inode *inode;
+	struct socket *sock;
+	struct sock *sk;
+
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fdarr = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &fdarr[fd]);
+	if (!f)
+		return NULL;
+	inode = BPF_CORE_READ(f, f_inode);
+	if ((BPF_CORE_READ(inode, i_mode) & S_IFMT_) != S_IFSOCK_)
+		return NULL;
+	sock = BPF_CORE_READ(f, private_data);
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return NULL;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != PBE_AF_INET && family != PBE_AF_INET6)
+		return NULL;
+	if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM_ || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_)
+		return NULL;
+	*ino = BPF_CORE_READ(inode, i_ino);
+	return sk;
+}
+
+/* The port filter: the local or the remote port is one of interest. */
+static __always_inline int ports_wanted(struct sock *sk)
+{
+	if (all_ports)
+		return 1;
+	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	return bpf_map_lookup_elem(&ports, &lport) || bpf_map_lookup_elem(&ports, &rport);
+}
+
+/* Fill the fixed header: task identity, socket identity and 4-tuple. */
+static __always_inline void fill_header(struct pbe_event *e, struct sock *sk, __u64 sock_id,
+					__u32 fd, __u8 kind, __u64 enter_ns)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	e->ts_ns = bpf_ktime_get_ns();
+	e->enter_ns = enter_ns ? enter_ns : e->ts_ns;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->sock_id = sock_id;
+	e->tgid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->len = 0;
+	e->cap_len = 0;
+	e->seq = 0;
+	e->fd = fd;
+	e->kind = kind;
+	e->dir = 0;
+	e->source = PBE_SRC_NONE;
+	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+	if (e->family == PBE_AF_INET) {
+		BPF_CORE_READ_INTO((__u32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)e->daddr, sk, __sk_common.skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	e->_pad = 0;
+}
+
+static __always_inline __u64 wake_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									     : BPF_RB_NO_WAKEUP;
+}
+
+/* A header-only event (connect, accept, close). */
+static __always_inline void emit_conn_event(struct sock *sk, __u64 sock_id, __u32 fd, __u8 kind,
+					    __u64 enter_ns)
+{
+	struct pbe_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(PBE_CNT_RINGBUF_DROPS, 1);
+		return;
+	}
+	fill_header(e, sk, sock_id, fd, kind, enter_ns);
+	/* First sequence numbers of both directions, so positions start at 0. */
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	if (kind == PBE_KIND_CONNECT)
+		e->seq = BPF_CORE_READ(tp, write_seq);
+	else if (kind == PBE_KIND_ACCEPT)
+		e->seq = BPF_CORE_READ(tp, copied_seq);
+	count(PBE_CNT_EVENTS, 1);
+	bpf_ringbuf_submit(e, wake_flags());
+}
+
+/*
+ * A DATA event whose record has room for `room` payload bytes (a constant in
+ * every inlined copy, so the verifier knows the bounds). Plain buffers copy
+ * cap bytes; vectored I/O copies the first iovecs and needs 2*room of space
+ * (offset < room, chunk <= room).
+ */
+static __always_inline void emit_data_sized(struct pbe_inflight *st, __u32 len, __u32 cap,
+					    const __u32 room, int vectored)
+{
+	__u32 size = sizeof(struct pbe_event) + (vectored ? 2 * room : room);
+	struct pbe_event *e = bpf_ringbuf_reserve(&events, size, 0);
+	struct sock *sk = (struct sock *)st->sk;
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u8 *data;
+	__u32 copied = 0;
+
+	if (!e) {
+		count(PBE_CNT_RINGBUF_DROPS, 1);
+		return;
+	}
+	fill_header(e, sk, st->sock_id, st->fd, PBE_KIND_DATA, st->enter_ns);
+	e->dir = st->dir;
+	e->source = st->source;
+	e->len = len;
+	e->seq = (st->dir == PBE_DIR_EGRESS ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq)) - len;
+	data = (__u8 *)(e + 1);
+
+	if (!vectored) {
+		__u64 n = bound(cap, room);
+		if (n > 0) {
+			if (bpf_probe_read_user(data, n, (void *)st->buf) == 0)
+				copied = n;
+			else
+				count(PBE_CNT_READ_ERRORS, 1);
+		}
+	} else {
+		struct iovec iov;
+		__u32 iovcnt = st->iovcnt;
+		for (int i = 0; i < PBE_MAX_IOV; i++) {
+			if (i >= iovcnt || copied >= cap)
+				break;
+			if (bpf_probe_read_user(&iov, sizeof(iov), (struct iovec *)st->buf + i)) {
+				count(PBE_CNT_READ_ERRORS, 1);
+				break;
+			}
+			__u64 chunk = (__u64)iov.iov_len;
+			if (chunk > cap - copied)
+				chunk = cap - copied;
+			__u32 off = copied & (room - 1);
+			chunk = bound(chunk, room);
+			if (chunk == 0)
+				continue;
+			if (bpf_probe_read_user(data + off, chunk, iov.iov_base)) {
+				count(PBE_CNT_READ_ERRORS, 1);
+				break;
+			}
+			copied += chunk;
+		}
+	}
+	e->cap_len = copied;
+	if (copied < len)
+		count(PBE_CNT_TRUNCATED, 1);
+	count(PBE_CNT_EVENTS, 1);
+	count(PBE_CNT_BYTES, copied);
+	bpf_ringbuf_submit(e, wake_flags());
+}
+
+/* Pick the smallest record that holds the payload head. */
+static __always_inline void emit_data(struct pbe_inflight *st, __u32 len, int vectored)
+{
+	__u32 cap = len;
+	__u32 limit = max_payload;
+
+	if (limit > PBE_PAYLOAD_LIMIT)
+		limit = PBE_PAYLOAD_LIMIT;
+	if (cap > limit)
+		cap = limit;
+	if (st->source == PBE_SRC_SENDFILE || cap == 0)
+		emit_data_sized(st, len, 0, 0, 0);
+	else if (cap <= 128)
+		emit_data_sized(st, len, cap, 128, vectored);
+	else if (cap <= 512)
+		emit_data_sized(st, len, cap, 512, vectored);
+	else if (cap <= 2048)
+		emit_data_sized(st, len, cap, 2048, vectored);
+	else if (cap <= 4096)
+		emit_data_sized(st, len, cap, 4096, vectored);
+	else if (cap <= 8192)
+		emit_data_sized(st, len, cap, 8192, vectored);
+	else
+		emit_data_sized(st, len, cap, PBE_PAYLOAD_LIMIT, vectored);
+}
+
+/* Syscall enter for data: resolve the fd, filter, stash the arguments. */
+static __always_inline int stash(__u32 fd, __u64 buf, __u32 iovcnt, __u8 source, __u8 dir)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct pbe_inflight st = {};
+	struct sock *sk;
+	__u64 ino = 0;
+
+	if (!pid_wanted(pid_tgid >> 32))
+		return 0;
+	sk = fd_to_tcp_sock(fd, &ino);
+	if (!sk)
+		return 0;
+	if (!ports_wanted(sk)) {
+		count(PBE_CNT_FILTERED, 1);
+		return 0;
+	}
+	st.enter_ns = bpf_ktime_get_ns();
+	st.buf = buf;
+	st.sk = (__u64)sk;
+	st.sock_id = ino;
+	st.fd = fd;
+	st.iovcnt = iovcnt;
+	st.source = source;
+	st.dir = dir;
+	if (bpf_map_update_elem(&inflight, &pid_tgid, &st, BPF_ANY))
+		count(PBE_CNT_INFLIGHT_FULL, 1);
+	return 0;
+}
+
+/* Syscall exit for data: emit what the syscall really moved. */
+static __always_inline int finish(long ret, int vectored)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct pbe_inflight *st = bpf_map_lookup_elem(&inflight, &pid_tgid);
+
+	if (!st)
+		return 0;
+	if (ret > 0)
+		emit_data(st, (__u32)ret, vectored);
+	else if (ret == 0 && st->dir == PBE_DIR_INGRESS)
+		emit_data(st, 0, 0); /* end of stream from the peer */
+	bpf_map_delete_elem(&inflight, &pid_tgid);
+	return 0;
+}
+
+#define ARG(ctx, n) ((ctx)->args[n])
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int handle_enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash(ARG(ctx, 0), ARG(ctx, 1), 0, PBE_SRC_READ, PBE_DIR_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_read")
+int handle_exit_read(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish(ctx->ret, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int handle_enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash(ARG(ctx, 0), ARG(ctx, 1), 0, PBE_SRC_WRITE, PBE_DIR_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_write")
+int handle_exit_write(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish(ctx->ret, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int handle_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+{
+	if (ARG(ctx, 3) & MSG_PEEK_)
+		return 0; /* peeked bytes are read again later */
+	return stash(ARG(ctx, 0), ARG(ctx, 1), 0, PBE_SRC_RECVFROM, PBE_DIR_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int handle_exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish(ctx->ret, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int handle_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash(ARG(ctx, 0), ARG(ctx, 1), 0, PBE_SRC_SENDTO, PBE_DIR_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int handle_exit_sendto(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish(ctx->ret, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int handle_enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash(ARG(ctx, 0), ARG(ctx, 1), ARG(ctx, 2), PBE_SRC_READV, PBE_DIR_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_readv")
+int handle_exit_readv(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish(ctx->ret, 1);
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int handle_enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash(ARG(ctx, 0), ARG(ctx, 1), ARG(ctx, 2), PBE_SRC_WRITEV, PBE_DIR_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_writev")
+int handle_exit_writev(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish(ctx->ret, 1);
+}
+
+/* msghdr: the iovec array and its length live in user memory. */
+static __always_inline int stash_msg(struct trace_event_raw_sys_enter *ctx, __u8 source, __u8 dir)
+{
+	struct user_msghdr msg = {};
+
+	if (dir == PBE_DIR_INGRESS && (ARG(ctx, 2) & MSG_PEEK_))
+		return 0;
+	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ARG(ctx, 1)))
+		return 0;
+	return stash(ARG(ctx, 0), (__u64)msg.msg_iov, (__u32)msg.msg_iovlen, source, dir);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int handle_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash_msg(ctx, PBE_SRC_RECVMSG, PBE_DIR_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int handle_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish(ctx->ret, 1);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int handle_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash_msg(ctx, PBE_SRC_SENDMSG, PBE_DIR_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int handle_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish(ctx->ret, 1);
+}
+
+/* sendfile: no payload to copy, but the stream moves (data-less event). */
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int handle_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash(ARG(ctx, 0), 0, 0, PBE_SRC_SENDFILE, PBE_DIR_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendfile64")
+int handle_exit_sendfile64(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish(ctx->ret, 0);
+}
+
+/* connect: the fd is stashed at enter, the socket read at exit. */
+SEC("tracepoint/syscalls/sys_enter_connect")
+int handle_enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct pbe_inflight st = {};
+
+	if (!pid_wanted(pid_tgid >> 32))
+		return 0;
+	st.enter_ns = bpf_ktime_get_ns();
+	st.fd = ARG(ctx, 0);
+	if (bpf_map_update_elem(&inflight, &pid_tgid, &st, BPF_ANY))
+		count(PBE_CNT_INFLIGHT_FULL, 1);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int handle_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct pbe_inflight *st = bpf_map_lookup_elem(&inflight, &pid_tgid);
+	struct sock *sk;
+	__u64 ino = 0;
+
+	if (!st)
+		return 0;
+	if (ctx->ret == 0 || ctx->ret == -EINPROGRESS_) {
+		sk = fd_to_tcp_sock(st->fd, &ino);
+		if (sk && ports_wanted(sk))
+			emit_conn_event(sk, ino, st->fd, PBE_KIND_CONNECT, st->enter_ns);
+	}
+	bpf_map_delete_elem(&inflight, &pid_tgid);
+	return 0;
+}
+
+/* accept/accept4: the new fd is the return value. */
+static __always_inline int accept_exit(long ret)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct sock *sk;
+	__u64 ino = 0;
+
+	if (ret < 0 || !pid_wanted(pid_tgid >> 32))
+		return 0;
+	sk = fd_to_tcp_sock((__u32)ret, &ino);
+	if (sk && ports_wanted(sk))
+		emit_conn_event(sk, ino, (__u32)ret, PBE_KIND_ACCEPT, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int handle_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return accept_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int handle_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return accept_exit(ctx->ret);
+}
+
+/* close: resolved at enter, while the fd still points at the socket. */
+SEC("tracepoint/syscalls/sys_enter_close")
+int handle_enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct sock *sk;
+	__u64 ino = 0;
+	__u32 fd = ARG(ctx, 0);
+
+	if (!pid_wanted(pid_tgid >> 32))
+		return 0;
+	sk = fd_to_tcp_sock(fd, &ino);
+	if (sk && ports_wanted(sk))
+		emit_conn_event(sk, ino, fd, PBE_KIND_CLOSE, 0);
+	return 0;
+}
