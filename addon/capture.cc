@@ -408,7 +408,22 @@ Napi::Object Layout(Napi::Env env) {
   return l;
 }
 
+// probe() -> what this kernel lets libbpf load: 1 yes, 0 no, <0 -errno of the probe.
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  libbpf_set_print(LibbpfPrint);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ringbuf", libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr));
+  o.Set("tracepoint", libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_TRACEPOINT, nullptr));
+  o.Set("rawTracepoint", libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_RAW_TRACEPOINT, nullptr));
+  o.Set("kprobeProgram", libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_KPROBE, nullptr));
+  o.Set("tracing", libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_TRACING, nullptr));
+  o.Set("socketFilter", libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SOCKET_FILTER, nullptr));
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("Capture", Capture::Init(env));
   exports.Set("layout", Layout(env));
   return exports;

@@ -1,0 +1,302 @@
+import * as os from 'node:os';
+import type { CaptureEvent } from '../capture/events';
+import { EventDir, EventKind } from '../capture/layout';
+import type { CaptureSink } from '../capture/source';
+import type { Config } from '../config';
+import { ConnTable, type Conn } from '../conn/table';
+import type { ProcessCache } from '../conn/process-info';
+import { createHttpParser } from '../protocols/http/parser';
+import type { HttpMessage, HttpRequest, HttpResponse } from '../protocols/http/types';
+import type { ProtocolName, ProtocolParser, Sender } from '../protocols/types';
+import { buildDocument, monotonicToWall, type DocumentContext, type TxnDocument } from '../publish/document';
+import type { Output } from '../outputs/types';
+import { createJoiner } from '../txn/join';
+import type { HttpView, Transaction } from '../txn/types';
+import type { Logger } from '../util/logger';
+
+/** Most requests waiting for their response on one connection. */
+const MAX_PENDING_PER_CONN = 1024;
+/** A connection with no event for this long is forgotten. */
+const IDLE_CONN_MS = 5 * 60_000;
+
+export interface PipelineStats {
+  events: number;
+  dataBytes: number;
+  capturedBytes: number;
+  gapBytes: number;
+  transactions: number;
+  joined: number;
+  unmatched: number;
+  parseErrors: number;
+  connections: number;
+  joinPending: number;
+}
+
+export interface Pipeline extends CaptureSink {
+  /** Timers: transaction timeouts, join windows, idle connections. */
+  tick(): void;
+  /** Emit everything still held (shutdown). */
+  flush(): void;
+  stats(): PipelineStats;
+}
+
+export interface PipelineOptions {
+  config: Config;
+  outputs: Output[];
+  processes: ProcessCache;
+  logger: Logger;
+  /** Monotonic clock in ns (the kernel's timestamps use the same clock). */
+  monoNowNs?: () => number;
+  now?: () => number;
+}
+
+interface PendingRequest {
+  request: HttpRequest;
+  seq: number | undefined;
+}
+
+interface ConnState {
+  parser: ProtocolParser;
+  pending: PendingRequest[];
+}
+
+const LOOPBACK_V4 = /^127\./;
+
+function localAddresses(): Set<string> {
+  const out = new Set<string>(['::1']);
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const a of list ?? []) out.add(a.address);
+  }
+  return out;
+}
+
+export function createPipeline(options: PipelineOptions): Pipeline {
+  const { config, outputs, processes, logger } = options;
+  const monoNowNs = options.monoNowNs ?? (() => Number(process.hrtime.bigint()));
+  const now = options.now ?? Date.now;
+  const log = logger.child({ component: 'pipeline' });
+
+  const portProtocol = new Map<number, ProtocolName>();
+  // only protocols with a parser are captured (the others arrive with their issues)
+  if (config.protocols.http.enabled) for (const p of config.protocols.http.ports) portProtocol.set(p, 'http');
+
+  const table = new ConnTable({
+    protocolOfPort: (port) => portProtocol.get(port),
+    lookupProcess: (e) => processes.lookup({ pid: e.tgid, comm: e.comm, ppid: e.ppid, uid: e.uid }),
+    now,
+  });
+  const states = new Map<Conn, ConnState>();
+  const withPending = new Set<Conn>();
+  let locals = localAddresses();
+  let localsAt = now();
+
+  const stats: PipelineStats = {
+    events: 0,
+    dataBytes: 0,
+    capturedBytes: 0,
+    gapBytes: 0,
+    transactions: 0,
+    joined: 0,
+    unmatched: 0,
+    parseErrors: 0,
+    connections: 0,
+    joinPending: 0,
+  };
+
+  const docCtx: DocumentContext = {
+    toWallMs: monotonicToWall(),
+    hostname: os.hostname(),
+    redactHeaders: new Set(config.protocols.http.redact_headers.map((h) => h.toLowerCase())),
+    sendAllHeaders: config.protocols.http.send_all_headers,
+  };
+  let outbox: TxnDocument[] = [];
+
+  const joiner = createJoiner({
+    windowMs: config.join_window_ms,
+    now,
+    emit(txn: Transaction) {
+      stats.transactions++;
+      if (txn.client && txn.server) stats.joined++;
+      outbox.push(buildDocument(txn, docCtx));
+    },
+  });
+
+  function publish(): void {
+    if (outbox.length === 0) return;
+    const docs = outbox;
+    outbox = [];
+    for (const o of outputs) o.publish(docs);
+  }
+
+  function mayHavePeer(conn: Conn): boolean {
+    if (table.peerOf(conn)) return true;
+    const remote = conn.role === 'client' ? conn.tuple.serverIp : conn.tuple.clientIp;
+    if (now() - localsAt > 60_000) {
+      locals = localAddresses();
+      localsAt = now();
+    }
+    return LOOPBACK_V4.test(remote) || locals.has(remote);
+  }
+
+  function offer(conn: Conn, request: PendingRequest | undefined, response: HttpResponse | undefined, notes: string[]): void {
+    const first = request?.request ?? response!;
+    const view: HttpView = {
+      protocol: 'http',
+      side: conn.role,
+      tuple: conn.tuple,
+      process: conn.process,
+      netns: conn.netns,
+      request: request?.request,
+      response,
+      requestSeq: request?.seq,
+      startNs: first.startNs,
+      endNs: response?.endNs ?? first.endNs,
+      notes: [...(request?.request.notes ?? []), ...(response?.notes ?? []), ...notes],
+    };
+    if (!request || !response) stats.unmatched++;
+    joiner.offer(view, mayHavePeer(conn));
+  }
+
+  function onMessage(conn: Conn, state: ConnState, msg: HttpMessage): void {
+    if (msg.kind === 'request') {
+      const base = conn.baseSeq.client;
+      if (state.pending.length >= MAX_PENDING_PER_CONN) {
+        offer(conn, state.pending.shift(), undefined, ['Unmatched request']);
+      }
+      state.pending.push({ request: msg, seq: base === undefined ? undefined : (base + msg.streamOffset) >>> 0 });
+      withPending.add(conn);
+      return;
+    }
+    // interim responses (100 Continue, 103 Early Hints) do not answer the request
+    if (msg.statusCode >= 100 && msg.statusCode < 200 && msg.statusCode !== 101) return;
+    const request = state.pending.shift();
+    if (state.pending.length === 0) withPending.delete(conn);
+    offer(conn, request, msg, request ? [] : ['Unmatched response']);
+  }
+
+  function stateOf(conn: Conn): ConnState {
+    let state = states.get(conn);
+    if (!state) {
+      const s: ConnState = { parser: undefined as unknown as ProtocolParser, pending: [] };
+      s.parser = createHttpParser({
+        onMessage: (m) => onMessage(conn, s, m),
+        onError: (reason, fatal) => {
+          stats.parseErrors++;
+          log.debug({ sock: conn.sockId, pid: conn.tgid, reason, fatal }, 'http parse error');
+        },
+      });
+      states.set(conn, s);
+      state = s;
+    }
+    return state;
+  }
+
+  /** The connection ends: flush the parser, report what never got an answer. */
+  function finish(conn: Conn): void {
+    const state = states.get(conn);
+    if (!state) return;
+    const t = monoNowNs();
+    state.parser.end('client', t);
+    state.parser.end('server', t);
+    for (const p of state.pending) offer(conn, p, undefined, ['Unmatched request']);
+    state.pending = [];
+    withPending.delete(conn);
+    states.delete(conn);
+  }
+
+  function onData(conn: Conn, e: CaptureEvent): void {
+    const from: Sender = (e.dir === EventDir.EGRESS) === (conn.role === 'client') ? 'client' : 'server';
+    const state = stateOf(conn);
+    // the data was handed over at enter for sends, arrived at exit for receives
+    const ts = e.dir === EventDir.EGRESS ? e.enterNs : e.tsNs;
+    if (e.len === 0) {
+      if (e.dir === EventDir.INGRESS) state.parser.end(from, ts);
+      return;
+    }
+    stats.dataBytes += e.len;
+    stats.capturedBytes += e.payload.length;
+    let payload = e.payload;
+    let len = e.len;
+    let seq = e.seq;
+    const expected = conn.nextSeq[e.dir];
+    if (expected !== undefined && seq !== expected) {
+      const ahead = (seq - expected) >>> 0;
+      if (ahead < 0x80000000) {
+        // bytes between the last event and this one were never seen (lost event, unhooked call)
+        if (conn.baseSeq[from] === undefined) conn.baseSeq[from] = expected;
+        state.parser.gap(from, ahead, ts);
+        stats.gapBytes += ahead;
+      } else {
+        // overlaps what was already fed (concurrent readers): keep only the new bytes
+        const behind = (expected - seq) >>> 0;
+        if (behind >= len) return;
+        payload = payload.subarray(Math.min(behind, payload.length));
+        len -= behind;
+        seq = expected;
+      }
+    }
+    if (conn.baseSeq[from] === undefined) conn.baseSeq[from] = seq;
+    if (payload.length > 0) state.parser.feed(from, payload, ts);
+    if (len > payload.length) {
+      state.parser.gap(from, len - payload.length, ts);
+      stats.gapBytes += len - payload.length;
+    }
+    conn.nextSeq[e.dir] = (seq + len) >>> 0;
+  }
+
+  return {
+    onEvent(e) {
+      stats.events++;
+      const conn = table.resolve(e, finish);
+      if (!conn) return;
+      switch (e.kind) {
+        case EventKind.DATA:
+          onData(conn, e);
+          break;
+        case EventKind.CONNECT:
+          conn.nextSeq[EventDir.EGRESS] = e.seq;
+          break;
+        case EventKind.ACCEPT:
+          conn.nextSeq[EventDir.INGRESS] = e.seq;
+          break;
+        case EventKind.CLOSE:
+          finish(conn);
+          table.remove(conn);
+          break;
+      }
+    },
+    onBatchEnd() {
+      publish();
+    },
+    tick() {
+      const t = monoNowNs();
+      const timeoutNs = config.transaction_timeout_ms * 1e6;
+      for (const conn of withPending) {
+        const state = states.get(conn);
+        if (!state) {
+          withPending.delete(conn);
+          continue;
+        }
+        while (state.pending.length > 0 && t - state.pending[0].request.endNs > timeoutNs) {
+          offer(conn, state.pending.shift(), undefined, ['Unmatched request']);
+        }
+        if (state.pending.length === 0) withPending.delete(conn);
+      }
+      for (const conn of [...table.idle(IDLE_CONN_MS)]) {
+        finish(conn);
+        table.remove(conn);
+      }
+      joiner.tick();
+      processes.sweep();
+      publish();
+    },
+    flush() {
+      for (const conn of [...table.all()]) finish(conn);
+      joiner.flush();
+      publish();
+    },
+    stats() {
+      return { ...stats, connections: table.size, joinPending: joiner.pending() };
+    },
+  };
+}

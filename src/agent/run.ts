@@ -1,0 +1,120 @@
+import { createEbpfSource, CaptureStartError } from '../capture/ebpf-source';
+import type { CaptureSource } from '../capture/source';
+import type { Config } from '../config';
+import { createProcessCache } from '../conn/process-info';
+import { createConsoleOutput } from '../outputs/console';
+import type { Output } from '../outputs/types';
+import { PROTOCOL_IDS } from '../protocols/types';
+import type { Logger } from '../util/logger';
+import { createPipeline, type Pipeline } from './pipeline';
+
+/** How long shutdown waits for outputs to deliver. */
+const SHUTDOWN_FLUSH_MS = 5_000;
+const TICK_MS = 250;
+
+export interface RunningAgent {
+  stop(reason: string): Promise<void>;
+  readonly done: Promise<number>;
+}
+
+/** Kernel ports map: every enabled protocol's ports (only HTTP has a parser yet). */
+export function kernelPorts(config: Config): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  if (config.protocols.http.enabled) for (const p of config.protocols.http.ports) out.push([p, PROTOCOL_IDS.http]);
+  return out;
+}
+
+function statsLine(source: CaptureSource, pipeline: Pipeline, outputs: Output[], prev: { at: number; events: number; txns: number }) {
+  const k = source.counters();
+  const p = pipeline.stats();
+  const now = Date.now();
+  const secs = Math.max(0.001, (now - prev.at) / 1000);
+  const line = {
+    events_per_s: Math.round((p.events - prev.events) / secs),
+    transactions_per_s: Math.round((p.transactions - prev.txns) / secs),
+    events: p.events,
+    bytes_captured: p.capturedBytes,
+    bytes_moved: p.dataBytes,
+    transactions: p.transactions,
+    joined: p.joined,
+    unmatched: p.unmatched,
+    parse_errors: p.parseErrors,
+    gap_bytes: p.gapBytes,
+    connections: p.connections,
+    kernel: k,
+    queue_depth: p.joinPending + outputs.reduce((n, o) => n + o.stats().queued, 0),
+    outputs: Object.fromEntries(outputs.map((o) => [o.name, o.stats()])),
+  };
+  prev.at = now;
+  prev.events = p.events;
+  prev.txns = p.transactions;
+  return line;
+}
+
+/** Start capturing; resolves once attached. Throws CaptureStartError with a clear message. */
+export function startAgent(config: Config, logger: Logger): RunningAgent {
+  const log = logger.child({ component: 'agent' });
+  const outputs: Output[] = [];
+  if (config.output.console.enabled) outputs.push(createConsoleOutput({ pretty: config.output.console.pretty }));
+  const processes = createProcessCache();
+  const pipeline = createPipeline({ config, outputs, processes, logger });
+  const source = createEbpfSource({
+    ports: kernelPorts(config),
+    pids: config.pids,
+    maxPayload: config.max_payload,
+    ringBytes: config.ring_buffer_bytes,
+    wakeupBytes: config.wakeup_bytes,
+    drainIntervalMs: config.drain_interval_ms,
+    debug: process.env.PBE_LIBBPF_DEBUG === '1',
+    onDecodeError: (err) => log.error({ err }, 'bad event batch'),
+  });
+  // from here on, every way out must detach
+  let stopping: Promise<void> | undefined;
+  let resolveDone!: (code: number) => void;
+  const done = new Promise<number>((r) => (resolveDone = r));
+  const prev = { at: Date.now(), events: 0, txns: 0 };
+
+  const tick = setInterval(() => pipeline.tick(), TICK_MS);
+  const statsTimer =
+    config.stats_interval_s > 0
+      ? setInterval(() => log.info({ stats: statsLine(source, pipeline, outputs, prev) }, 'stats'), config.stats_interval_s * 1000)
+      : undefined;
+
+  const stop = (reason: string, code = 0): Promise<void> => {
+    stopping ??= (async () => {
+      clearInterval(tick);
+      if (statsTimer) clearInterval(statsTimer);
+      try {
+        source.flush();
+        pipeline.flush();
+        log.info({ reason, stats: statsLine(source, pipeline, outputs, prev) }, 'stopping');
+      } finally {
+        source.close();
+      }
+      const timeout = new Promise<void>((r) => setTimeout(r, SHUTDOWN_FLUSH_MS).unref());
+      await Promise.race([Promise.all(outputs.map((o) => o.flush())), timeout]);
+      const undelivered = outputs.reduce((n, o) => n + o.stats().dropped, 0);
+      if (undelivered > 0) log.warn({ undelivered }, 'documents could not be delivered');
+      resolveDone(code);
+    })();
+    return stopping;
+  };
+
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGHUP', () => void stop('SIGHUP'));
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception');
+    source.close();
+    void stop('uncaught exception', 1);
+  });
+
+  try {
+    source.start(pipeline);
+  } catch (err) {
+    source.close();
+    throw err instanceof CaptureStartError ? err : new CaptureStartError(`failed to start capture: ${(err as Error).message}`, undefined);
+  }
+  log.info({ mode: source.mode, ports: kernelPorts(config).map(([p]) => p), pid: process.pid }, 'capturing');
+  return { stop: (reason) => stop(reason), done };
+}

@@ -1,0 +1,72 @@
+import * as path from 'node:path';
+import type { AddonLayout } from './layout';
+
+/** Options the native Capture takes (validated and defaulted in TypeScript). */
+export interface NativeCaptureOptions {
+  selfTgid: number;
+  maxPayload: number;
+  filterPids: number;
+  allPorts: number;
+  wakeupBytes: number;
+  ringBytes: number;
+  debug: boolean;
+}
+
+export interface AttachFailure {
+  program: string;
+  errno: number;
+  code: string;
+}
+
+/** The native object (addon/capture.cc). */
+export interface NativeCapture {
+  attach(): AttachFailure[];
+  setPorts(entries: Array<[number, number]>): void;
+  setPids(pids: number[]): void;
+  start(onBatch: (batch: Buffer) => void, intervalMs: number): void;
+  drain(): void;
+  counters(): number[];
+  programs(): number[];
+  close(): void;
+}
+
+/** libbpf's feature probes: 1 supported, 0 not, negative -errno when the probe failed. */
+export interface KernelProbe {
+  ringbuf: number;
+  tracepoint: number;
+  rawTracepoint: number;
+  kprobeProgram: number;
+  tracing: number;
+  socketFilter: number;
+}
+
+export interface CaptureBinding {
+  Capture: new (options: NativeCaptureOptions) => NativeCapture;
+  layout: AddonLayout;
+  probe(): KernelProbe;
+}
+
+/** Errors thrown by the addon carry these. */
+export interface NativeError extends Error {
+  code?: string;
+  errno?: number;
+  operation?: string;
+  libbpfLog?: string;
+}
+
+export const ADDON_PATH = path.resolve(__dirname, '../../../addon/build/Release/pbe_capture.node');
+
+let cached: CaptureBinding | undefined;
+
+/** Load the addon once. The binding is injectable elsewhere (tests pass their own). */
+export function loadBinding(): CaptureBinding {
+  if (!cached) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      cached = require(ADDON_PATH) as CaptureBinding;
+    } catch (err) {
+      throw new Error(`failed to load the native addon at ${ADDON_PATH} (run \`npm run build\`): ${(err as Error).message}`);
+    }
+  }
+  return cached;
+}

@@ -1,0 +1,154 @@
+import { EVENT_FIELDS as F, EVENT_HEADER_SIZE, EventDir, EventKind } from './layout';
+
+/** One decoded ring-buffer event. `payload` is a view into the batch (no copy). */
+export interface CaptureEvent {
+  kind: EventKind;
+  dir: EventDir;
+  /** ns, CLOCK_MONOTONIC, at syscall exit */
+  tsNs: number;
+  /** ns, CLOCK_MONOTONIC, at syscall enter */
+  enterNs: number;
+  cgroupId: bigint;
+  /** socket inode: identity of this end of the connection */
+  sockId: number;
+  tgid: number;
+  tid: number;
+  ppid: number;
+  uid: number;
+  /** bytes the syscall really moved */
+  len: number;
+  /** TCP sequence number of the first byte (u32) */
+  seq: number;
+  fd: number;
+  family: 4 | 6;
+  localIp: string;
+  localPort: number;
+  remoteIp: string;
+  remotePort: number;
+  source: number;
+  comm: string;
+  netns: number;
+  payload: Buffer;
+}
+
+const TWO_32 = 4294967296;
+
+function u64(buf: Buffer, at: number): number {
+  return buf.readUInt32LE(at + 4) * TWO_32 + buf.readUInt32LE(at);
+}
+
+function ipv4(buf: Buffer, at: number): string {
+  return `${buf[at]}.${buf[at + 1]}.${buf[at + 2]}.${buf[at + 3]}`;
+}
+
+function ipv6(buf: Buffer, at: number): string {
+  // v4-mapped ::ffff:a.b.c.d is reported as the IPv4 address
+  let mapped = buf[at + 10] === 0xff && buf[at + 11] === 0xff;
+  for (let i = 0; i < 10 && mapped; i++) mapped = buf[at + i] === 0;
+  if (mapped) return ipv4(buf, at + 12);
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(buf.readUInt16BE(at + i).toString(16));
+  // compress the longest run of zero groups
+  let best = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLen && j - i > 1) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (best < 0) return groups.join(':');
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+}
+
+function cString(buf: Buffer, at: number, size: number): string {
+  let end = at;
+  while (end < at + size && buf[end] !== 0) end++;
+  return buf.toString('utf8', at, end);
+}
+
+export class BatchFormatError extends Error {}
+
+/**
+ * Decode one batch (records back to back: header + cap_len payload bytes).
+ * A truncated record ends the batch with an error after the good events.
+ */
+export function decodeBatch(batch: Buffer, onEvent: (event: CaptureEvent) => void): void {
+  let at = 0;
+  while (at < batch.length) {
+    if (batch.length - at < EVENT_HEADER_SIZE) {
+      throw new BatchFormatError(`batch ends inside an event header at byte ${at}`);
+    }
+    const capLen = batch.readUInt32LE(at + F.cap_len.offset);
+    const end = at + EVENT_HEADER_SIZE + capLen;
+    if (end > batch.length) throw new BatchFormatError(`event at byte ${at} runs past the batch`);
+    const familyRaw = batch[at + F.family.offset];
+    const family = familyRaw === 10 ? 6 : 4;
+    const v6 = family === 6;
+    onEvent({
+      kind: batch[at + F.kind.offset] as EventKind,
+      dir: batch[at + F.dir.offset] as EventDir,
+      tsNs: u64(batch, at + F.ts_ns.offset),
+      enterNs: u64(batch, at + F.enter_ns.offset),
+      cgroupId: batch.readBigUInt64LE(at + F.cgroup_id.offset),
+      sockId: u64(batch, at + F.sock_id.offset),
+      tgid: batch.readUInt32LE(at + F.tgid.offset),
+      tid: batch.readUInt32LE(at + F.tid.offset),
+      ppid: batch.readUInt32LE(at + F.ppid.offset),
+      uid: batch.readUInt32LE(at + F.uid.offset),
+      len: batch.readUInt32LE(at + F.len.offset),
+      seq: batch.readUInt32LE(at + F.seq.offset),
+      fd: batch.readUInt32LE(at + F.fd.offset),
+      family,
+      localIp: v6 ? ipv6(batch, at + F.saddr.offset) : ipv4(batch, at + F.saddr.offset),
+      localPort: batch.readUInt16LE(at + F.sport.offset),
+      remoteIp: v6 ? ipv6(batch, at + F.daddr.offset) : ipv4(batch, at + F.daddr.offset),
+      remotePort: batch.readUInt16LE(at + F.dport.offset),
+      source: batch[at + F.source.offset],
+      comm: cString(batch, at + F.comm.offset, F.comm.size),
+      netns: batch.readUInt32LE(at + F.netns.offset),
+      payload: batch.subarray(at + EVENT_HEADER_SIZE, end),
+    });
+    at = end;
+  }
+}
+
+/** Encode an event the way the kernel does (tests and recorded streams). */
+export function encodeEvent(e: Omit<CaptureEvent, 'localIp' | 'remoteIp'> & { localAddr: Buffer; remoteAddr: Buffer }): Buffer {
+  const b = Buffer.alloc(EVENT_HEADER_SIZE + e.payload.length);
+  const w64 = (at: number, v: number) => {
+    b.writeUInt32LE(v % TWO_32, at);
+    b.writeUInt32LE(Math.floor(v / TWO_32), at + 4);
+  };
+  w64(F.ts_ns.offset, e.tsNs);
+  w64(F.enter_ns.offset, e.enterNs);
+  b.writeBigUInt64LE(e.cgroupId, F.cgroup_id.offset);
+  w64(F.sock_id.offset, e.sockId);
+  b.writeUInt32LE(e.tgid, F.tgid.offset);
+  b.writeUInt32LE(e.tid, F.tid.offset);
+  b.writeUInt32LE(e.ppid, F.ppid.offset);
+  b.writeUInt32LE(e.uid, F.uid.offset);
+  b.writeUInt32LE(e.len, F.len.offset);
+  b.writeUInt32LE(e.payload.length, F.cap_len.offset);
+  b.writeUInt32LE(e.seq >>> 0, F.seq.offset);
+  b.writeUInt32LE(e.fd, F.fd.offset);
+  e.localAddr.copy(b, F.saddr.offset, 0, 16);
+  e.remoteAddr.copy(b, F.daddr.offset, 0, 16);
+  b.writeUInt16LE(e.localPort, F.sport.offset);
+  b.writeUInt16LE(e.remotePort, F.dport.offset);
+  b[F.kind.offset] = e.kind;
+  b[F.dir.offset] = e.dir;
+  b[F.family.offset] = e.family === 6 ? 10 : 2;
+  b[F.source.offset] = e.source;
+  b.write(e.comm.slice(0, 15), F.comm.offset, 'utf8');
+  b.writeUInt32LE(e.netns, F.netns.offset);
+  e.payload.copy(b, EVENT_HEADER_SIZE);
+  return b;
+}

@@ -1,0 +1,20 @@
+import type { CaptureEvent } from './events';
+import type { KernelCounters } from './layout';
+
+/** Where events come from: the kernel (eBPF), and later AF_PACKET or a pcap file. */
+export interface CaptureSink {
+  /** One event; its payload is only valid during the call. */
+  onEvent(event: CaptureEvent): void;
+  /** A batch ended (a point to flush outputs, run timers). */
+  onBatchEnd(): void;
+}
+
+export interface CaptureSource {
+  readonly mode: string;
+  start(sink: CaptureSink): void;
+  /** Deliver what is buffered now (at shutdown, before close). */
+  flush(): void;
+  counters(): KernelCounters;
+  /** Detach everything. Idempotent. */
+  close(): void;
+}

@@ -1,0 +1,110 @@
+import * as fs from 'node:fs';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+
+export const DEFAULT_CONFIG_PATH = '/etc/packetbeat-ebpf/packetbeat-ebpf.yml';
+
+/** Packetbeat's default ports. */
+export const DEFAULT_PORTS = {
+  http: [80, 8080, 8000, 5000, 8002],
+  mysql: [3306, 3307],
+  pgsql: [5432],
+  redis: [6379],
+} as const;
+
+const PAYLOAD_LIMIT = 16384;
+
+const port = z.number().int().min(1).max(65535);
+const protocol = (ports: readonly number[]) =>
+  z.strictObject({
+    enabled: z.boolean().default(true),
+    ports: z.array(port).min(1).default([...ports]),
+  });
+
+const http = protocol(DEFAULT_PORTS.http).extend({
+  /** Header names whose values are replaced by "*" (lower-case). */
+  redact_headers: z.array(z.string()).default(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']),
+  /** Report all request/response headers (content-length/type are always reported). */
+  send_all_headers: z.boolean().default(false),
+});
+
+export const configSchema = z.strictObject({
+  /** Bytes of payload head copied per syscall. */
+  max_payload: z.number().int().min(64).max(PAYLOAD_LIMIT).default(4096),
+  protocols: z
+    .strictObject({
+      http: http.prefault({}),
+      mysql: protocol(DEFAULT_PORTS.mysql).prefault({}),
+      pgsql: protocol(DEFAULT_PORTS.pgsql).prefault({}),
+      redis: protocol(DEFAULT_PORTS.redis).prefault({}),
+    })
+    .prefault({}),
+  /** Trace only these processes (empty: every process but the agent). */
+  pids: z.array(z.number().int().positive()).max(1024).default([]),
+  /** Requests without a response are reported as unmatched after this long. */
+  transaction_timeout_ms: z.number().int().min(100).default(10_000),
+  /** How long one end's view waits for the other end's view of the same transaction. */
+  join_window_ms: z.number().int().min(0).max(60_000).default(500),
+  /** Ring buffer size in bytes (a power of two, at least one page). */
+  ring_buffer_bytes: z
+    .number()
+    .int()
+    .min(4096)
+    .refine((n) => (n & (n - 1)) === 0, 'must be a power of two')
+    .default(16 * 1024 * 1024),
+  /** Wake the agent when this many bytes wait in the ring buffer. */
+  wakeup_bytes: z.number().int().min(0).default(256 * 1024),
+  /** The agent drains the ring buffer at least this often. */
+  drain_interval_ms: z.number().int().min(1).max(1000).default(20),
+  /** Seconds between stats lines on stderr (0: only at exit). */
+  stats_interval_s: z.number().min(0).default(30),
+  output: z
+    .strictObject({
+      console: z.strictObject({ enabled: z.boolean().default(true), pretty: z.boolean().default(false) }).prefault({}),
+    })
+    .prefault({}),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ProtocolConfigName = keyof Config['protocols'];
+
+export class ConfigError extends Error {}
+
+/** Validate a plain object (from YAML and flags) into a Config, naming bad keys. */
+export function validateConfig(raw: unknown, origin: string): Config {
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => {
+      const where = i.path.length > 0 ? i.path.join('.') : '(top level)';
+      return `  ${where}: ${i.message}`;
+    });
+    throw new ConfigError(`invalid configuration in ${origin}:\n${lines.join('\n')}`);
+  }
+  return result.data;
+}
+
+/** Read and parse a YAML config file; a missing default file is an empty config. */
+export function readConfigFile(file: string | undefined): { raw: unknown; origin: string } {
+  const path = file ?? DEFAULT_CONFIG_PATH;
+  let text: string;
+  try {
+    text = fs.readFileSync(path, 'utf8');
+  } catch (err) {
+    if (!file && (err as NodeJS.ErrnoException).code === 'ENOENT') return { raw: {}, origin: 'defaults' };
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) {
+    throw new ConfigError(`config file ${path} is not valid YAML: ${doc.errors[0].message}`);
+  }
+  return { raw: doc.toJS() ?? {}, origin: path };
+}
+
+/** `--ports http=8080,8081` → ['http', [8080, 8081]] */
+export function parsePortsFlag(value: string): [ProtocolConfigName, number[]] {
+  const m = /^(http|mysql|pgsql|redis)=(\d+(?:,\d+)*)$/.exec(value.trim());
+  if (!m) throw new ConfigError(`--ports expects PROTO=PORT[,PORT...] with PROTO one of http, mysql, pgsql, redis; got "${value}"`);
+  const ports = m[2].split(',').map(Number);
+  for (const p of ports) if (p < 1 || p > 65535) throw new ConfigError(`--ports: ${p} is not a TCP port`);
+  return [m[1] as ProtocolConfigName, ports];
+}

@@ -1,0 +1,107 @@
+import * as os from 'node:os';
+import type { ProcessInfo } from '../conn/process-info';
+import { communityId } from '../util/community-id';
+import type { Transaction, TransactionView } from '../txn/types';
+import { httpFields } from './http-document';
+
+export const ECS_VERSION = '8.17.0';
+export const AGENT_VERSION: string = (require('../../../package.json') as { version: string }).version;
+
+/** A transaction document: ECS/Packetbeat field names, plain JSON. */
+export type TxnDocument = Record<string, unknown>;
+
+export interface DocumentContext {
+  /** monotonic ns → wall-clock ms */
+  toWallMs(monoNs: number): number;
+  hostname: string;
+  /** Header names (lower-case) whose values are never exported. */
+  redactHeaders: ReadonlySet<string>;
+  sendAllHeaders: boolean;
+}
+
+/** Offset between the kernel's CLOCK_MONOTONIC and the wall clock, sampled now. */
+export function monotonicToWall(): (monoNs: number) => number {
+  const offsetMs = Date.now() - Number(process.hrtime.bigint()) / 1e6;
+  return (monoNs) => offsetMs + monoNs / 1e6;
+}
+
+export function processFields(p: ProcessInfo): Record<string, unknown> {
+  const out: Record<string, unknown> = { pid: p.pid, name: p.name, parent: { pid: p.ppid } };
+  if (p.executable) out.executable = p.executable;
+  if (p.args) {
+    out.args = p.args;
+    out.args_count = p.args.length;
+  }
+  if (p.workingDirectory) out.working_directory = p.workingDirectory;
+  if (p.start) out.start = p.start;
+  out.user = p.userName ? { id: String(p.userId), name: p.userName } : { id: String(p.userId) };
+  return out;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/** The transaction's main view: the client's when present (its timing is what users wait). */
+export function primaryView(txn: Transaction): TransactionView {
+  return (txn.client ?? txn.server)!;
+}
+
+export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocument {
+  const main = primaryView(txn);
+  const t = main.tuple;
+  const proto = httpFields(txn, ctx);
+  const start = ctx.toWallMs(main.startNs);
+  const end = ctx.toWallMs(main.endNs);
+  const durationNs = Math.max(0, Math.round(main.endNs - main.startNs));
+
+  const source: Record<string, unknown> = { ip: t.clientIp, port: t.clientPort, bytes: proto.requestBytes };
+  const destination: Record<string, unknown> = { ip: t.serverIp, port: t.serverPort, bytes: proto.responseBytes };
+  if (proto.domain) destination.domain = proto.domain;
+  const doc: TxnDocument = {
+    '@timestamp': iso(start),
+    type: 'http',
+    status: proto.status,
+    ...proto.root,
+    event: {
+      kind: 'event',
+      category: ['network'],
+      type: ['connection', 'protocol'],
+      dataset: 'http',
+      start: iso(start),
+      end: iso(end),
+      duration: durationNs,
+      outcome: proto.outcome,
+    },
+    ...proto.fields,
+    source: { ...source },
+    destination: { ...destination },
+    client: source,
+    server: destination,
+    network: {
+      transport: 'tcp',
+      protocol: 'http',
+      type: t.family === 6 ? 'ipv6' : 'ipv4',
+      bytes: proto.requestBytes + proto.responseBytes,
+      community_id: communityId(t.clientIp, t.clientPort, t.serverIp, t.serverPort),
+    },
+    related: { ip: t.clientIp === t.serverIp ? [t.clientIp] : [t.clientIp, t.serverIp] },
+  };
+  if (txn.client) (doc.source as Record<string, unknown>).process = processFields(txn.client.process);
+  if (txn.server) (doc.destination as Record<string, unknown>).process = processFields(txn.server.process);
+  // process.* is the serving process when known (as Packetbeat prefers the destination)
+  const owner = txn.server ?? txn.client!;
+  doc.process = processFields(owner.process);
+  const containerId = owner.process.containerId ?? txn.client?.process.containerId;
+  if (containerId) doc.container = { id: containerId };
+  const notes = [...new Set([...(txn.client?.notes ?? []), ...(txn.server?.notes ?? [])])];
+  if (notes.length > 0) doc.error = { message: notes.length === 1 ? notes[0] : notes };
+  const ebpf: Record<string, unknown> = { views: [txn.client && 'client', txn.server && 'server'].filter(Boolean) };
+  if (txn.server) ebpf.server_duration = Math.max(0, Math.round(txn.server.endNs - txn.server.startNs));
+  if (txn.client) ebpf.client_duration = durationNs;
+  doc.packetbeat_ebpf = ebpf;
+  doc.agent = { type: 'packetbeat-ebpf', name: ctx.hostname, version: AGENT_VERSION };
+  doc.host = { hostname: ctx.hostname, name: ctx.hostname, architecture: os.arch() };
+  doc.ecs = { version: ECS_VERSION };
+  return doc;
+}

@@ -1,0 +1,38 @@
+import type { ProcessInfo } from '../conn/process-info';
+import type { HttpRequest, HttpResponse } from '../protocols/http/types';
+
+/** The two ends of a connection, client first, as one socket saw them. */
+export interface FlowTuple {
+  family: 4 | 6;
+  clientIp: string;
+  clientPort: number;
+  serverIp: string;
+  serverPort: number;
+}
+
+/** One end's view of one HTTP transaction (from the client's or the server's socket). */
+export interface HttpView {
+  protocol: 'http';
+  /** Which socket saw it. */
+  side: 'client' | 'server';
+  tuple: FlowTuple;
+  /** The process owning the socket that saw it. */
+  process: ProcessInfo;
+  netns: number;
+  request?: HttpRequest;
+  response?: HttpResponse;
+  /** TCP sequence number of the request's first byte (same on both ends), when known. */
+  requestSeq?: number;
+  /** Start and end (monotonic ns) as this end saw them. */
+  startNs: number;
+  endNs: number;
+  notes: string[];
+}
+
+export type TransactionView = HttpView;
+
+/** A transaction as published: one or both views of it. */
+export interface Transaction {
+  client?: TransactionView;
+  server?: TransactionView;
+}

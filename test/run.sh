@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need, builds, runs the
+# unit tests and (as root, on a kernel that can) the integration tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# servers and clients the integration tests start
+scripts/setup.sh nginx-light curl
+
+mountpoint -q /sys/kernel/tracing 2>/dev/null || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
+
+mapfile -t unit < <(find dist/test/unit -name '*.test.js' | sort)
+mapfile -t integration < <(find dist/test/integration -name '*.test.js' | sort)
+# one runner process, tests of a file in sequence (integration tests share the kernel)
+node --test --test-concurrency=1 --test-reporter=spec "${unit[@]}" "${integration[@]}"
