@@ -398,12 +398,13 @@ Napi::Object Layout(Napi::Env env) {
   FIELD(ts_ns); FIELD(enter_ns); FIELD(cgroup_id); FIELD(sock_id); FIELD(tgid); FIELD(tid);
   FIELD(ppid); FIELD(uid); FIELD(len); FIELD(cap_len); FIELD(seq); FIELD(fd); FIELD(saddr);
   FIELD(daddr); FIELD(sport); FIELD(dport); FIELD(kind); FIELD(dir); FIELD(family);
-  FIELD(source); FIELD(comm); FIELD(netns);
+  FIELD(source); FIELD(comm); FIELD(netns); FIELD(tail_len);
 #undef FIELD
   l.Set("fields", f);
   l.Set("headerSize", sizeof(struct pbe_event));
   l.Set("payloadLimit", PBE_PAYLOAD_LIMIT);
   l.Set("payloadDefault", PBE_PAYLOAD_DEFAULT);
+  l.Set("tailLimit", PBE_TAIL_LIMIT);
   l.Set("counterCount", static_cast<uint32_t>(PBE_CNT__MAX));
   return l;
 }

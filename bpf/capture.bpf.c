@@ -163,7 +163,7 @@ static __always_inline void fill_header(struct pbe_event *e, struct sock *sk, __
 	}
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	e->_pad = 0;
+	e->tail_len = 0;
 }
 
 static __always_inline __u64 wake_flags(void)
@@ -193,21 +193,48 @@ static __always_inline void emit_conn_event(struct sock *sk, __u64 sock_id, __u3
 	bpf_ringbuf_submit(e, wake_flags());
 }
 
+/* Find where the last `want` of `len` bytes start in an iovec array. */
+static __always_inline int iov_tail(struct pbe_inflight *st, __u32 len, __u32 want, __u64 *src)
+{
+	struct iovec iov;
+	__u64 seen = 0;
+	__u32 iovcnt = st->iovcnt;
+
+	for (int i = 0; i < PBE_MAX_IOV; i++) {
+		if (i >= iovcnt)
+			return 0;
+		if (bpf_probe_read_user(&iov, sizeof(iov), (struct iovec *)st->buf + i))
+			return 0;
+		seen += iov.iov_len;
+		if (seen >= len) {
+			/* the data ends in this iovec; the tail must lie wholly in it */
+			__u64 end_in_iov = iov.iov_len - (seen - len);
+			if (end_in_iov < want)
+				return 0;
+			*src = (__u64)iov.iov_base + end_in_iov - want;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /*
  * A DATA event whose record has room for `room` payload bytes (a constant in
  * every inlined copy, so the verifier knows the bounds). Plain buffers copy
  * cap bytes; vectored I/O copies the first iovecs and needs 2*room of space
- * (offset < room, chunk <= room).
+ * (offset < room, chunk <= room). `tail` adds PBE_TAIL_LIMIT bytes of room
+ * for the last bytes of data longer than the head.
  */
 static __always_inline void emit_data_sized(struct pbe_inflight *st, __u32 len, __u32 cap,
-					    const __u32 room, int vectored)
+					    const __u32 room, int vectored, int tail)
 {
-	__u32 size = sizeof(struct pbe_event) + (vectored ? 2 * room : room);
+	__u32 size = sizeof(struct pbe_event) + (vectored ? 2 * room : room) + (tail ? PBE_TAIL_LIMIT : 0);
 	struct pbe_event *e = bpf_ringbuf_reserve(&events, size, 0);
 	struct sock *sk = (struct sock *)st->sk;
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	__u8 *data;
 	__u32 copied = 0;
+	__u32 tail_len = 0;
 
 	if (!e) {
 		count(PBE_CNT_RINGBUF_DROPS, 1);
@@ -252,15 +279,28 @@ static __always_inline void emit_data_sized(struct pbe_inflight *st, __u32 len, 
 			copied += chunk;
 		}
 	}
-	e->cap_len = copied;
-	if (copied < len)
+	/* the tail only when the head is whole (cap bytes) and the data goes on */
+	if (tail && copied == cap && len > cap) {
+		__u64 want = len - cap;
+		__u64 src = 0;
+		want = bound(want, PBE_TAIL_LIMIT);
+		if (vectored ? iov_tail(st, len, want, &src) : (src = st->buf + len - want, 1)) {
+			__u64 off = bound(copied, vectored ? 2 * room : room);
+			__u64 n = bound(want, PBE_TAIL_LIMIT);
+			if (n > 0 && bpf_probe_read_user(data + off, n, (void *)src) == 0)
+				tail_len = n;
+		}
+	}
+	e->cap_len = copied + tail_len;
+	e->tail_len = tail_len;
+	if (copied + tail_len < len)
 		count(PBE_CNT_TRUNCATED, 1);
 	count(PBE_CNT_EVENTS, 1);
-	count(PBE_CNT_BYTES, copied);
+	count(PBE_CNT_BYTES, copied + tail_len);
 	bpf_ringbuf_submit(e, wake_flags());
 }
 
-/* Pick the smallest record that holds the payload head. */
+/* Pick the smallest record that holds the payload head (and the tail). */
 static __always_inline void emit_data(struct pbe_inflight *st, __u32 len, int vectored)
 {
 	__u32 cap = len;
@@ -271,19 +311,28 @@ static __always_inline void emit_data(struct pbe_inflight *st, __u32 len, int ve
 	if (cap > limit)
 		cap = limit;
 	if (st->source == PBE_SRC_SENDFILE || cap == 0)
-		emit_data_sized(st, len, 0, 0, 0);
+		emit_data_sized(st, len, 0, 0, 0, 0);
+	else if (len > cap) /* cut: cap == limit, a top bucket with a tail */
+		if (cap <= 2048)
+			emit_data_sized(st, len, cap, 2048, vectored, 1);
+		else if (cap <= 4096)
+			emit_data_sized(st, len, cap, 4096, vectored, 1);
+		else if (cap <= 8192)
+			emit_data_sized(st, len, cap, 8192, vectored, 1);
+		else
+			emit_data_sized(st, len, cap, PBE_PAYLOAD_LIMIT, vectored, 1);
 	else if (cap <= 128)
-		emit_data_sized(st, len, cap, 128, vectored);
+		emit_data_sized(st, len, cap, 128, vectored, 0);
 	else if (cap <= 512)
-		emit_data_sized(st, len, cap, 512, vectored);
+		emit_data_sized(st, len, cap, 512, vectored, 0);
 	else if (cap <= 2048)
-		emit_data_sized(st, len, cap, 2048, vectored);
+		emit_data_sized(st, len, cap, 2048, vectored, 0);
 	else if (cap <= 4096)
-		emit_data_sized(st, len, cap, 4096, vectored);
+		emit_data_sized(st, len, cap, 4096, vectored, 0);
 	else if (cap <= 8192)
-		emit_data_sized(st, len, cap, 8192, vectored);
+		emit_data_sized(st, len, cap, 8192, vectored, 0);
 	else
-		emit_data_sized(st, len, cap, PBE_PAYLOAD_LIMIT, vectored);
+		emit_data_sized(st, len, cap, PBE_PAYLOAD_LIMIT, vectored, 0);
 }
 
 /* Syscall enter for data: resolve the fd, filter, stash the arguments. */

@@ -21,6 +21,12 @@
 #define PBE_PAYLOAD_LIMIT 16384
 /* Default payload head when the user does not say. */
 #define PBE_PAYLOAD_DEFAULT 4096
+/*
+ * When a syscall moved more than the head, its last PBE_TAIL_LIMIT bytes are
+ * copied too (after the head, counted in cap_len and tail_len): the end of a
+ * big write often frames the next message (last chunk of a chunked body).
+ */
+#define PBE_TAIL_LIMIT 256
 /* How many iovecs of a readv/writev/recvmsg/sendmsg are copied at most. */
 #define PBE_MAX_IOV 8
 /* Entries of the pid filter and of the port filter. */
@@ -63,7 +69,8 @@ enum pbe_source {
 
 /*
  * Fixed header of every event in the ring buffer, followed by cap_len payload
- * bytes. Records are padded by the ring buffer to 8 bytes.
+ * bytes: the first (cap_len - tail_len) bytes of the data, then, when the data
+ * was longer, its last tail_len bytes (the bytes between are a gap).
  *
  * seq is the TCP sequence number of the first byte of this event in its
  * direction (write_seq/copied_seq of the tcp_sock minus the byte count): both
@@ -93,7 +100,7 @@ struct pbe_event {
 	__u8 source;        /* enum pbe_source */
 	char comm[16];      /* task comm */
 	__u32 netns;        /* network namespace inode of the socket */
-	__u32 _pad;
+	__u32 tail_len;     /* the last tail_len payload bytes are the event's last bytes */
 };
 
 #define PBE_EVENT_HEADER_SIZE 128

@@ -202,6 +202,15 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     state.pending = [];
     withPending.delete(conn);
     states.delete(conn);
+    // the other end can no longer answer (or be answered) on this connection either:
+    // report its waiting requests now, so both views of each meet in the joiner
+    const peer = table.peerOf(conn);
+    const peerState = peer && states.get(peer);
+    if (peer && peerState && peerState.pending.length > 0) {
+      for (const p of peerState.pending) offer(peer, p, undefined, ['Unmatched request']);
+      peerState.pending = [];
+      withPending.delete(peer);
+    }
   }
 
   function onData(conn: Conn, e: CaptureEvent): void {
@@ -214,8 +223,9 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       return;
     }
     stats.dataBytes += e.len;
-    stats.capturedBytes += e.payload.length;
-    let payload = e.payload;
+    stats.capturedBytes += e.payload.length + e.tail.length;
+    let head = e.payload;
+    let tail = e.tail;
     let len = e.len;
     let seq = e.seq;
     const expected = conn.nextSeq[e.dir];
@@ -224,23 +234,30 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       if (ahead < 0x80000000) {
         // bytes between the last event and this one were never seen (lost event, unhooked call)
         if (conn.baseSeq[from] === undefined) conn.baseSeq[from] = expected;
-        state.parser.gap(from, ahead, ts);
+        state.parser.gap(from, ahead, ts, true);
         stats.gapBytes += ahead;
       } else {
         // overlaps what was already fed (concurrent readers): keep only the new bytes
         const behind = (expected - seq) >>> 0;
         if (behind >= len) return;
-        payload = payload.subarray(Math.min(behind, payload.length));
+        const cutHead = Math.min(behind, head.length);
+        head = head.subarray(cutHead);
+        const middle = len - e.payload.length - e.tail.length;
+        const cutTail = Math.max(0, behind - e.payload.length - middle);
+        tail = tail.subarray(Math.min(cutTail, tail.length));
         len -= behind;
         seq = expected;
       }
     }
     if (conn.baseSeq[from] === undefined) conn.baseSeq[from] = seq;
-    if (payload.length > 0) state.parser.feed(from, payload, ts);
-    if (len > payload.length) {
-      state.parser.gap(from, len - payload.length, ts);
-      stats.gapBytes += len - payload.length;
+    if (head.length > 0) state.parser.feed(from, head, ts);
+    const missing = len - head.length - tail.length;
+    if (missing > 0) {
+      // only the head and the tail were copied (max_payload): a gap by design
+      state.parser.gap(from, missing, ts, false);
+      stats.gapBytes += missing;
     }
+    if (tail.length > 0) state.parser.feed(from, tail, ts);
     conn.nextSeq[e.dir] = (seq + len) >>> 0;
   }
 

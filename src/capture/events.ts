@@ -28,7 +28,10 @@ export interface CaptureEvent {
   source: number;
   comm: string;
   netns: number;
+  /** The first bytes of the data (len may be longer: the rest is a gap, then the tail). */
   payload: Buffer;
+  /** The last bytes of the data when it was longer than the head (else empty). */
+  tail: Buffer;
 }
 
 const TWO_32 = 4294967296;
@@ -87,8 +90,10 @@ export function decodeBatch(batch: Buffer, onEvent: (event: CaptureEvent) => voi
       throw new BatchFormatError(`batch ends inside an event header at byte ${at}`);
     }
     const capLen = batch.readUInt32LE(at + F.cap_len.offset);
+    const tailLen = batch.readUInt32LE(at + F.tail_len.offset);
     const end = at + EVENT_HEADER_SIZE + capLen;
     if (end > batch.length) throw new BatchFormatError(`event at byte ${at} runs past the batch`);
+    if (tailLen > capLen) throw new BatchFormatError(`event at byte ${at} has a tail longer than its payload`);
     const familyRaw = batch[at + F.family.offset];
     const family = familyRaw === 10 ? 6 : 4;
     const v6 = family === 6;
@@ -114,7 +119,8 @@ export function decodeBatch(batch: Buffer, onEvent: (event: CaptureEvent) => voi
       source: batch[at + F.source.offset],
       comm: cString(batch, at + F.comm.offset, F.comm.size),
       netns: batch.readUInt32LE(at + F.netns.offset),
-      payload: batch.subarray(at + EVENT_HEADER_SIZE, end),
+      payload: batch.subarray(at + EVENT_HEADER_SIZE, end - tailLen),
+      tail: batch.subarray(end - tailLen, end),
     });
     at = end;
   }
@@ -122,7 +128,7 @@ export function decodeBatch(batch: Buffer, onEvent: (event: CaptureEvent) => voi
 
 /** Encode an event the way the kernel does (tests and recorded streams). */
 export function encodeEvent(e: Omit<CaptureEvent, 'localIp' | 'remoteIp'> & { localAddr: Buffer; remoteAddr: Buffer }): Buffer {
-  const b = Buffer.alloc(EVENT_HEADER_SIZE + e.payload.length);
+  const b = Buffer.alloc(EVENT_HEADER_SIZE + e.payload.length + e.tail.length);
   const w64 = (at: number, v: number) => {
     b.writeUInt32LE(v % TWO_32, at);
     b.writeUInt32LE(Math.floor(v / TWO_32), at + 4);
@@ -136,7 +142,8 @@ export function encodeEvent(e: Omit<CaptureEvent, 'localIp' | 'remoteIp'> & { lo
   b.writeUInt32LE(e.ppid, F.ppid.offset);
   b.writeUInt32LE(e.uid, F.uid.offset);
   b.writeUInt32LE(e.len, F.len.offset);
-  b.writeUInt32LE(e.payload.length, F.cap_len.offset);
+  b.writeUInt32LE(e.payload.length + e.tail.length, F.cap_len.offset);
+  b.writeUInt32LE(e.tail.length, F.tail_len.offset);
   b.writeUInt32LE(e.seq >>> 0, F.seq.offset);
   b.writeUInt32LE(e.fd, F.fd.offset);
   e.localAddr.copy(b, F.saddr.offset, 0, 16);
@@ -150,5 +157,6 @@ export function encodeEvent(e: Omit<CaptureEvent, 'localIp' | 'remoteIp'> & { lo
   b.write(e.comm.slice(0, 15), F.comm.offset, 'utf8');
   b.writeUInt32LE(e.netns, F.netns.offset);
   e.payload.copy(b, EVENT_HEADER_SIZE);
+  e.tail.copy(b, EVENT_HEADER_SIZE + e.payload.length);
   return b;
 }

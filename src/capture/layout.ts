@@ -28,6 +28,7 @@ export const EVENT_FIELDS = {
   source: { offset: 103, size: 1 },
   comm: { offset: 104, size: 16 },
   netns: { offset: 120, size: 4 },
+  tail_len: { offset: 124, size: 4 },
 } as const;
 
 export type EventField = keyof typeof EVENT_FIELDS;
@@ -57,6 +58,7 @@ export interface AddonLayout {
   headerSize: number;
   payloadLimit: number;
   payloadDefault: number;
+  tailLimit: number;
   counterCount: number;
 }
 

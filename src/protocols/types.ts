@@ -18,8 +18,12 @@ export interface ParserSink<M> {
 export interface ProtocolParser {
   /** Bytes `from` sent; `tsNs` is the kernel timestamp of the event that carried them. */
   feed(from: Sender, data: Buffer, tsNs: number): void;
-  /** `length` bytes `from` sent were not captured (payload head cut, lost event). */
-  gap(from: Sender, length: number, tsNs: number): void;
+  /**
+   * `length` bytes `from` sent were not captured. `lost` is true when they were
+   * lost (missed event, ring buffer full), false when only the payload head was
+   * copied by design (max_payload).
+   */
+  gap(from: Sender, length: number, tsNs: number, lost?: boolean): void;
   /** `from` will send nothing more (end of stream / close). */
   end(from: Sender, tsNs: number): void;
   /** Bytes buffered right now (for the per-connection memory bound). */

@@ -231,7 +231,7 @@ class HttpParser implements ProtocolParser {
     }
   }
 
-  gap(from: Sender, length: number, tsNs: number): void {
+  gap(from: Sender, length: number, tsNs: number, lost = true): void {
     if (this.dead || !(length > 0)) return;
     try {
       const d = from === 'client' ? this.client : this.server;
@@ -245,7 +245,7 @@ class HttpParser implements ProtocolParser {
           break;
         case Mode.Length: {
           const n = Math.min(length, d.remaining);
-          this.gapBody(d, n, tsNs);
+          this.gapBody(d, n, tsNs, lost);
           d.remaining -= n;
           if (d.remaining === 0) this.finish(d);
           if (length > n && !this.dead) this.quietResync(d);
@@ -253,7 +253,7 @@ class HttpParser implements ProtocolParser {
         }
         case Mode.ChunkData: {
           const n = Math.min(length, d.remaining);
-          this.gapBody(d, n, tsNs);
+          this.gapBody(d, n, tsNs, lost);
           d.remaining -= n;
           if (length > n) this.quietResync(d); // the gap ate chunk framing
           else if (d.remaining === 0) this.enterChunkEnd(d);
@@ -265,7 +265,7 @@ class HttpParser implements ProtocolParser {
           this.quietResync(d);
           break;
         case Mode.Close:
-          this.gapBody(d, length, tsNs);
+          this.gapBody(d, length, tsNs, lost);
           d.contentLength += length;
           break;
         default: // Tunnel, Ended
@@ -839,12 +839,12 @@ class HttpParser implements ProtocolParser {
     d.bodyKept += take;
   }
 
-  private gapBody(d: Direction, n: number, ts: number): void {
+  private gapBody(d: Direction, n: number, ts: number, lost: boolean): void {
     d.gapBytes += n;
     d.bodyBytes += n;
     d.captureStopped = true;
     d.lastNs = ts;
-    if (!d.gapNoted) {
+    if (lost && !d.gapNoted) {
       d.gapNoted = true;
       d.msg?.notes.push(d.isClient ? 'Packet loss while capturing the request' : 'Packet loss while capturing the response');
     }
