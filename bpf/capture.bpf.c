@@ -127,9 +127,8 @@ static __always_inline int ports_wanted(struct sock *sk)
 	return bpf_map_lookup_elem(&ports, &lport) || bpf_map_lookup_elem(&ports, &rport);
 }
 
-/* Fill the fixed header: task identity, socket identity and 4-tuple. */
-static __always_inline void fill_header(struct pbe_event *e, struct sock *sk, __u64 sock_id,
-					__u32 fd, __u8 kind, __u64 enter_ns)
+/* Fill the task part of the header: identity, times, comm. */
+static __always_inline void fill_task(struct pbe_event *e, __u8 kind, __u64 enter_ns)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -137,7 +136,7 @@ static __always_inline void fill_header(struct pbe_event *e, struct sock *sk, __
 	e->ts_ns = bpf_ktime_get_ns();
 	e->enter_ns = enter_ns ? enter_ns : e->ts_ns;
 	e->cgroup_id = bpf_get_current_cgroup_id();
-	e->sock_id = sock_id;
+	e->sock_id = 0;
 	e->tgid = pid_tgid >> 32;
 	e->tid = (__u32)pid_tgid;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
@@ -145,15 +144,30 @@ static __always_inline void fill_header(struct pbe_event *e, struct sock *sk, __
 	e->len = 0;
 	e->cap_len = 0;
 	e->seq = 0;
-	e->fd = fd;
+	e->fd = 0;
 	e->kind = kind;
 	e->dir = 0;
 	e->source = PBE_SRC_NONE;
+	e->family = 0;
+	e->sport = 0;
+	e->dport = 0;
+	e->netns = 0;
+	e->tail_len = 0;
+	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+}
+
+/* Fill the fixed header: task identity, socket identity and 4-tuple. */
+static __always_inline void fill_header(struct pbe_event *e, struct sock *sk, __u64 sock_id,
+					__u32 fd, __u8 kind, __u64 enter_ns)
+{
+	fill_task(e, kind, enter_ns);
+	e->sock_id = sock_id;
+	e->fd = fd;
 	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
-	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
 	if (e->family == PBE_AF_INET) {
 		BPF_CORE_READ_INTO((__u32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
 		BPF_CORE_READ_INTO((__u32 *)e->daddr, sk, __sk_common.skc_daddr);
@@ -161,9 +175,7 @@ static __always_inline void fill_header(struct pbe_event *e, struct sock *sk, __
 		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	}
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	e->tail_len = 0;
 }
 
 static __always_inline __u64 wake_flags(void)
@@ -582,5 +594,40 @@ int handle_enter_close(struct trace_event_raw_sys_enter *ctx)
 	sk = fd_to_tcp_sock(fd, &ino);
 	if (sk && ports_wanted(sk))
 		emit_conn_event(sk, ino, fd, PBE_KIND_CLOSE, 0);
+	return 0;
+}
+
+/* exec: the new program's path and argv, while the process surely exists. */
+SEC("tracepoint/sched/sched_process_exec")
+int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct task_struct *task;
+	struct pbe_event *e;
+	__u8 *data;
+	__u64 arg_start, arg_end, n;
+
+	if (!pid_wanted(pid_tgid >> 32))
+		return 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e) + PBE_EXEC_FILENAME + PBE_EXEC_ARGS, 0);
+	if (!e) {
+		count(PBE_CNT_RINGBUF_DROPS, 1);
+		return 0;
+	}
+	fill_task(e, PBE_KIND_EXEC, 0);
+	data = (__u8 *)(e + 1);
+	data[0] = 0;
+	bpf_probe_read_kernel_str(data, PBE_EXEC_FILENAME, (void *)ctx + (ctx->__data_loc_filename & 0xFFFF));
+	task = (struct task_struct *)bpf_get_current_task();
+	arg_start = BPF_CORE_READ(task, mm, arg_start);
+	arg_end = BPF_CORE_READ(task, mm, arg_end);
+	n = arg_end > arg_start ? arg_end - arg_start : 0;
+	e->len = n;
+	n = bound(n, PBE_EXEC_ARGS);
+	if (n > 0 && bpf_probe_read_user(data + PBE_EXEC_FILENAME, n, (void *)arg_start))
+		n = 0;
+	e->cap_len = PBE_EXEC_FILENAME + n;
+	count(PBE_CNT_EVENTS, 1);
+	bpf_ringbuf_submit(e, wake_flags());
 	return 0;
 }

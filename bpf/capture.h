@@ -41,7 +41,17 @@ enum pbe_kind {
 	PBE_KIND_CONNECT = 2, /* connect() on a TCP socket returned 0/EINPROGRESS */
 	PBE_KIND_ACCEPT = 3,  /* accept()/accept4() returned a TCP socket */
 	PBE_KIND_CLOSE = 4,   /* close() of a TCP socket fd */
+	PBE_KIND_EXEC = 5,    /* a process executed a program (no socket fields) */
 };
+
+/*
+ * EXEC payload: PBE_EXEC_FILENAME bytes of NUL-terminated path, then the
+ * argv strings (NUL-separated) as far as they fit; len is argv's true size.
+ * Short-lived clients (curl) are gone before /proc can be read: this is how
+ * their executable and arguments are still known.
+ */
+#define PBE_EXEC_FILENAME 256
+#define PBE_EXEC_ARGS 1024
 
 /* Direction of a DATA event, from the traced process's point of view. */
 enum pbe_dir {

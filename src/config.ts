@@ -74,7 +74,9 @@ export class ConfigError extends Error {}
 export function validateConfig(raw: unknown, origin: string): Config {
   const result = configSchema.safeParse(raw ?? {});
   if (!result.success) {
-    const lines = result.error.issues.map((i) => {
+    const lines = result.error.issues.flatMap((i) => {
+      // zod reports unknown keys on their parent object: name each key's own path
+      if (i.code === 'unrecognized_keys') return i.keys.map((k) => `  ${[...i.path, k].join('.')}: unknown key`);
       const where = i.path.length > 0 ? i.path.join('.') : '(top level)';
       return `  ${where}: ${i.message}`;
     });

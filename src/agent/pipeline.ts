@@ -1,10 +1,10 @@
 import * as os from 'node:os';
 import type { CaptureEvent } from '../capture/events';
-import { EventDir, EventKind } from '../capture/layout';
+import { EXEC_FILENAME, EventDir, EventKind } from '../capture/layout';
 import type { CaptureSink } from '../capture/source';
 import type { Config } from '../config';
 import { ConnTable, type Conn } from '../conn/table';
-import type { ProcessCache } from '../conn/process-info';
+import { parseExecPayload, type ProcessCache } from '../conn/process-info';
 import { createHttpParser } from '../protocols/http/parser';
 import type { HttpMessage, HttpRequest, HttpResponse } from '../protocols/http/types';
 import type { ProtocolName, ProtocolParser, Sender } from '../protocols/types';
@@ -264,6 +264,10 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   return {
     onEvent(e) {
       stats.events++;
+      if (e.kind === EventKind.EXEC) {
+        processes.noteExec?.(parseExecPayload(e.tgid, e.payload, EXEC_FILENAME));
+        return;
+      }
       const conn = table.resolve(e, finish);
       if (!conn) return;
       switch (e.kind) {

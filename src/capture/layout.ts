@@ -34,7 +34,10 @@ export const EVENT_FIELDS = {
 export type EventField = keyof typeof EVENT_FIELDS;
 
 /** enum pbe_kind */
-export const EventKind = { DATA: 1, CONNECT: 2, ACCEPT: 3, CLOSE: 4 } as const;
+export const EventKind = { DATA: 1, CONNECT: 2, ACCEPT: 3, CLOSE: 4, EXEC: 5 } as const;
+
+/** EXEC payload: NUL-terminated path in the first EXEC_FILENAME bytes, then argv. */
+export const EXEC_FILENAME = 256;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
 
 /** enum pbe_dir */

@@ -119,7 +119,26 @@ export function readProcess(pid: number, procRoot = '/proc'): ProcessInfo | unde
   };
 }
 
+/** What the kernel said at exec time (path and argv, possibly cut). */
+export interface ExecInfo {
+  pid: number;
+  executable: string;
+  args: string[];
+}
+
+/** Decode an EXEC event's payload: path (NUL-terminated, `filenameBytes` long), then argv. */
+export function parseExecPayload(pid: number, payload: Buffer, filenameBytes: number): ExecInfo {
+  const nul = payload.indexOf(0);
+  const executable = payload.toString('utf8', 0, nul >= 0 && nul < filenameBytes ? nul : Math.min(filenameBytes, payload.length));
+  const argv = payload.subarray(Math.min(filenameBytes, payload.length));
+  const args = argv.length > 0 ? argv.toString('utf8').split('\0') : [];
+  if (args.length > 0 && args[args.length - 1] === '') args.pop();
+  return { pid, executable, args };
+}
+
 export interface ProcessCache {
+  /** A process executed a program: remembered for when /proc is already gone. */
+  noteExec?(exec: ExecInfo): void;
   /** Info for the task; reads /proc when unknown, stale, or the comm changed (exec). */
   lookup(hint: TaskHint): ProcessInfo;
   size(): number;
@@ -136,7 +155,16 @@ export function createProcessCache({
 }: ProcessCacheOptions = {}): ProcessCache {
   // keyed by pid and the task's comm: an exec (new comm) or a reused pid reads /proc again
   const entries = new Map<string, { info: ProcessInfo; readAt: number; usedAt: number }>();
+  const execs = new Map<number, ExecInfo>();
   return {
+    noteExec(exec) {
+      execs.delete(exec.pid);
+      if (execs.size >= maxEntries) {
+        const oldest = execs.keys().next();
+        if (!oldest.done) execs.delete(oldest.value);
+      }
+      execs.set(exec.pid, exec);
+    },
     lookup(hint) {
       const t = now();
       const key = `${hint.pid}/${hint.comm}`;
@@ -146,11 +174,14 @@ export function createProcessCache({
         return cached.info;
       }
       const read = readProcess(hint.pid, procRoot);
+      const exec = execs.get(hint.pid);
       const info: ProcessInfo = read ??
         cached?.info ?? { // exited: keep what we knew, else what the kernel said
           pid: hint.pid,
           name: hint.comm,
           ppid: hint.ppid,
+          executable: exec?.executable,
+          args: exec && exec.args.length > 0 ? exec.args : undefined,
           userId: hint.uid,
           userName: userName(hint.uid),
           fromProc: false,

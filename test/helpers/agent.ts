@@ -59,7 +59,7 @@ export async function startAgent(config: Record<string, unknown>, args: string[]
 export function loadedPrograms(): string[] {
   const out = execFileSync('bpftool', ['prog', 'list', '--json'], { encoding: 'utf8' });
   return (JSON.parse(out) as Array<{ id: number; name?: string }>)
-    .filter((p) => p.name !== undefined && /^handle_(enter|exit)_/.test(p.name))
+    .filter((p) => p.name !== undefined && /^handle_/.test(p.name))
     .map((p) => `${p.id}:${p.name}`);
 }
 

@@ -93,8 +93,12 @@ describe('HTTP transactions from the kernel (syscall mode)', { skip }, () => {
     assert.match(d.network.community_id, /^1:[A-Za-z0-9+/]{27}=$/);
     assert.equal(d.source.process.pid, clients.hello.pid);
     assert.equal(d.source.process.name, 'curl');
+    // curl is gone before /proc can be read: path and argv come from the exec event
+    assert.equal(d.source.process.executable, '/usr/bin/curl');
+    assert.ok(d.source.process.args.includes(`http://127.0.0.1:${NGINX_PORT}/hello`), JSON.stringify(d.source.process.args));
     assert.equal(d.destination.process.pid, nginx.pid);
     assert.equal(d.destination.process.name, 'nginx');
+    assert.equal(d.destination.process.executable, '/usr/sbin/nginx');
     assert.equal(d.process.pid, nginx.pid);
     assert.equal(d.source.bytes, d.http.request.bytes);
     assert.equal(d.destination.bytes, d.http.response.bytes);
