@@ -16,6 +16,8 @@ import type { Logger } from '../util/logger';
 
 /** Most requests waiting for their response on one connection. */
 const MAX_PENDING_PER_CONN = 1024;
+/** How often timers run (ms): transaction timeouts, join windows, idle connections. */
+export const TICK_MS = 100;
 /** A connection with no event for this long is forgotten. */
 const IDLE_CONN_MS = 5 * 60_000;
 
@@ -48,6 +50,8 @@ export interface PipelineOptions {
   /** Monotonic clock in ns (the kernel's timestamps use the same clock). */
   monoNowNs?: () => number;
   now?: () => number;
+  /** Monotonic ns → wall ms (a recording brings its own). */
+  toWallMs?: (monoNs: number) => number;
 }
 
 interface PendingRequest {
@@ -58,6 +62,8 @@ interface PendingRequest {
 interface ConnState {
   parser: ProtocolParser;
   pending: PendingRequest[];
+  /** When the other end closed (wall ms): what is still pending then gets a short grace. */
+  peerClosedMs?: number;
 }
 
 const LOOPBACK_V4 = /^127\./;
@@ -72,6 +78,8 @@ function localAddresses(): Set<string> {
 
 export function createPipeline(options: PipelineOptions): Pipeline {
   const { config, outputs, processes, logger } = options;
+  // a closed peer's requests must reach the joiner before this end's views leave it
+  const peerCloseGraceMs = Math.max(0, config.join_window_ms / 2 - TICK_MS);
   const monoNowNs = options.monoNowNs ?? (() => Number(process.hrtime.bigint()));
   const now = options.now ?? Date.now;
   const log = logger.child({ component: 'pipeline' });
@@ -104,7 +112,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   };
 
   const docCtx: DocumentContext = {
-    toWallMs: monotonicToWall(),
+    toWallMs: options.toWallMs ?? monotonicToWall(),
     hostname: os.hostname(),
     redactHeaders: new Set(config.protocols.http.redact_headers.map((h) => h.toLowerCase())),
     sendAllHeaders: config.protocols.http.send_all_headers,
@@ -203,14 +211,11 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     withPending.delete(conn);
     states.delete(conn);
     // the other end can no longer answer (or be answered) on this connection either:
-    // report its waiting requests now, so both views of each meet in the joiner
+    // its waiting requests are reported shortly (its last events may still be in
+    // flight on another CPU), well within the join window of this end's views
     const peer = table.peerOf(conn);
     const peerState = peer && states.get(peer);
-    if (peer && peerState && peerState.pending.length > 0) {
-      for (const p of peerState.pending) offer(peer, p, undefined, ['Unmatched request']);
-      peerState.pending = [];
-      withPending.delete(peer);
-    }
+    if (peerState && peerState.pending.length > 0) peerState.peerClosedMs = now();
   }
 
   function onData(conn: Conn, e: CaptureEvent): void {
@@ -298,7 +303,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
           withPending.delete(conn);
           continue;
         }
-        while (state.pending.length > 0 && t - state.pending[0].request.endNs > timeoutNs) {
+        const peerGone = state.peerClosedMs !== undefined && now() - state.peerClosedMs > peerCloseGraceMs;
+        while (state.pending.length > 0 && (peerGone || t - state.pending[0].request.endNs > timeoutNs)) {
           offer(conn, state.pending.shift(), undefined, ['Unmatched request']);
         }
         if (state.pending.length === 0) withPending.delete(conn);

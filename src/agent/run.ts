@@ -1,16 +1,16 @@
 import { createEbpfSource, CaptureStartError } from '../capture/ebpf-source';
 import type { CaptureSource } from '../capture/source';
 import type { Config } from '../config';
+import { createRecorder, type Recorder } from '../capture/recording';
 import { createProcessCache } from '../conn/process-info';
 import { createConsoleOutput } from '../outputs/console';
 import type { Output } from '../outputs/types';
 import { PROTOCOL_IDS } from '../protocols/types';
 import type { Logger } from '../util/logger';
-import { createPipeline, type Pipeline } from './pipeline';
+import { createPipeline, TICK_MS, type Pipeline } from './pipeline';
 
 /** How long shutdown waits for outputs to deliver. */
 const SHUTDOWN_FLUSH_MS = 5_000;
-const TICK_MS = 250;
 
 export interface RunningAgent {
   stop(reason: string): Promise<void>;
@@ -52,13 +52,20 @@ function statsLine(source: CaptureSource, pipeline: Pipeline, outputs: Output[],
 }
 
 /** Start capturing; resolves once attached. Throws CaptureStartError with a clear message. */
-export function startAgent(config: Config, logger: Logger): RunningAgent {
+export interface AgentOptions {
+  /** Write every ring-buffer batch to this file (see capture/recording.ts). */
+  record?: string;
+}
+
+export function startAgent(config: Config, logger: Logger, { record }: AgentOptions = {}): RunningAgent {
   const log = logger.child({ component: 'agent' });
   const outputs: Output[] = [];
   if (config.output.console.enabled) outputs.push(createConsoleOutput({ pretty: config.output.console.pretty }));
   const processes = createProcessCache();
   const pipeline = createPipeline({ config, outputs, processes, logger });
+  let recorder: Recorder | undefined;
   const source = createEbpfSource({
+    onBatch: (batch) => recorder?.write(batch),
     ports: kernelPorts(config),
     pids: config.pids,
     maxPayload: config.max_payload,
@@ -69,6 +76,12 @@ export function startAgent(config: Config, logger: Logger): RunningAgent {
     onDecodeError: (err) => log.error({ err }, 'bad event batch'),
   });
   // from here on, every way out must detach
+  try {
+    recorder = record ? createRecorder(record) : undefined;
+  } catch (err) {
+    source.close();
+    throw new CaptureStartError(`cannot write the recording ${record}: ${(err as Error).message}`, undefined);
+  }
   let stopping: Promise<void> | undefined;
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
@@ -90,6 +103,7 @@ export function startAgent(config: Config, logger: Logger): RunningAgent {
         log.info({ reason, stats: statsLine(source, pipeline, outputs, prev) }, 'stopping');
       } finally {
         source.close();
+        recorder?.close();
       }
       const timeout = new Promise<void>((r) => setTimeout(r, SHUTDOWN_FLUSH_MS).unref());
       await Promise.race([Promise.all(outputs.map((o) => o.flush())), timeout]);

@@ -15,6 +15,8 @@ export interface EbpfSourceOptions {
   debug?: boolean;
   binding?: CaptureBinding;
   onDecodeError?: (err: Error) => void;
+  /** Sees every batch as the addon delivered it (recording). */
+  onBatch?: (batch: Buffer) => void;
 }
 
 /** Programs without which the syscall mode cannot produce transactions. */
@@ -96,6 +98,7 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource {
     mode: 'syscall',
     start(sink: CaptureSink) {
       native.start((batch) => {
+        options.onBatch?.(batch);
         try {
           decodeBatch(batch, (e) => sink.onEvent(e));
         } catch (err) {

@@ -12,6 +12,7 @@ interface RunFlags {
   maxPayload?: number;
   pid?: number[];
   statsInterval?: number;
+  record?: string;
 }
 
 function intArg(name: string) {
@@ -28,7 +29,7 @@ function collect<T>(parse: (v: string) => T) {
 /** Config file, then flags on top; validated once, naming the bad key. */
 export function loadConfig(flags: RunFlags): Config {
   const { raw, origin } = readConfigFile(flags.config);
-  const merged = (typeof raw === 'object' && raw !== null ? { ...(raw as Record<string, unknown>) } : raw) as Record<string, unknown>;
+  const merged = (typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? { ...(raw as Record<string, unknown>) } : raw) as Record<string, unknown>;
   if (typeof merged !== 'object' || merged === null || Array.isArray(merged)) {
     throw new ConfigError(`invalid configuration in ${origin}: the top level must be a mapping`);
   }
@@ -63,11 +64,12 @@ export async function main(argv: string[]): Promise<number> {
     .option('--max-payload <bytes>', 'bytes of payload head copied per syscall (64-16384)', intArg('--max-payload'))
     .option('--pid <pid>', 'trace only this process (repeatable)', collect(intArg('--pid')))
     .option('--stats-interval <seconds>', 'seconds between stats lines on stderr (0: only at exit)', intArg('--stats-interval'))
+    .option('--record <file>', 'also write the raw kernel events to FILE (for tests and bug reports)')
     .action(async (flags: RunFlags) => {
       const logger = createLogger();
       const config = loadConfig(flags);
       ensureTracefs();
-      const agent = startAgent(config, logger);
+      const agent = startAgent(config, logger, { record: flags.record });
       exitCode = await agent.done;
     });
 

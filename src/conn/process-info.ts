@@ -65,13 +65,13 @@ function readLink(file: string): string | undefined {
   }
 }
 
-let bootTimeMs: number | undefined;
+const bootTimes = new Map<string, number>(); // per proc root
 function bootTime(procRoot: string): number | undefined {
-  if (bootTimeMs === undefined) {
+  if (!bootTimes.has(procRoot)) {
     const m = /^btime (\d+)/m.exec(readText(`${procRoot}/stat`) ?? '');
-    if (m) bootTimeMs = Number(m[1]) * 1000;
+    if (m) bootTimes.set(procRoot, Number(m[1]) * 1000);
   }
-  return bootTimeMs;
+  return bootTimes.get(procRoot);
 }
 
 const CLK_TCK = 100;

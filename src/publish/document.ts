@@ -94,7 +94,10 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
   doc.process = processFields(owner.process);
   const containerId = owner.process.containerId ?? txn.client?.process.containerId;
   if (containerId) doc.container = { id: containerId };
-  const notes = [...new Set([...(txn.client?.notes ?? []), ...(txn.server?.notes ?? [])])];
+  // one view may have missed what the other saw: a complete exchange is not "unmatched"
+  const notes = [...new Set([...(txn.client?.notes ?? []), ...(txn.server?.notes ?? [])])].filter(
+    (n) => !proto.matched || !n.startsWith('Unmatched'),
+  );
   if (notes.length > 0) doc.error = { message: notes.length === 1 ? notes[0] : notes };
   const ebpf: Record<string, unknown> = { views: [txn.client && 'client', txn.server && 'server'].filter(Boolean) };
   if (txn.server) ebpf.server_duration = Math.max(0, Math.round(txn.server.endNs - txn.server.startNs));

@@ -5,6 +5,8 @@ import type { DocumentContext } from './document';
 
 export interface ProtocolFields {
   status: 'OK' | 'Error';
+  /** Both the request and its response were seen (by either view). */
+  matched: boolean;
   outcome: 'success' | 'failure' | 'unknown';
   requestBytes: number;
   responseBytes: number;
@@ -117,6 +119,7 @@ export function httpFields(txn: Transaction, ctx: DocumentContext): ProtocolFiel
   const failed = !request || !response || response.statusCode >= 400;
   return {
     status: failed ? 'Error' : 'OK',
+    matched: request !== undefined && response !== undefined,
     outcome: !response ? 'unknown' : failed ? 'failure' : 'success',
     requestBytes,
     responseBytes,
