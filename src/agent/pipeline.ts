@@ -5,17 +5,14 @@ import type { CaptureSink } from '../capture/source';
 import type { Config } from '../config';
 import { ConnTable, type Conn } from '../conn/table';
 import { parseExecPayload, type ProcessCache } from '../conn/process-info';
-import { createHttpParser } from '../protocols/http/parser';
-import type { HttpMessage, HttpRequest, HttpResponse } from '../protocols/http/types';
-import type { ProtocolName, ProtocolParser, Sender } from '../protocols/types';
+import { createHttpModule } from '../protocols/http';
+import type { ProtocolModule, ProtocolName, ProtocolSession, ProtocolTransaction, Sender } from '../protocols/types';
 import { buildDocument, monotonicToWall, type DocumentContext, type TxnDocument } from '../publish/document';
 import type { Output } from '../outputs/types';
 import { createJoiner } from '../txn/join';
-import type { HttpView, Transaction } from '../txn/types';
+import type { Transaction, TransactionView } from '../txn/types';
 import type { Logger } from '../util/logger';
 
-/** Most requests waiting for their response on one connection. */
-const MAX_PENDING_PER_CONN = 1024;
 /** How often timers run (ms): transaction timeouts, join windows, idle connections. */
 export const TICK_MS = 100;
 /** A connection with no event for this long is forgotten. */
@@ -54,14 +51,8 @@ export interface PipelineOptions {
   toWallMs?: (monoNs: number) => number;
 }
 
-interface PendingRequest {
-  request: HttpRequest;
-  seq: number | undefined;
-}
-
 interface ConnState {
-  parser: ProtocolParser;
-  pending: PendingRequest[];
+  session: ProtocolSession;
   /** When the other end closed (wall ms): what is still pending then gets a short grace. */
   peerClosedMs?: number;
 }
@@ -84,9 +75,11 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const now = options.now ?? Date.now;
   const log = logger.child({ component: 'pipeline' });
 
-  const portProtocol = new Map<number, ProtocolName>();
+  const modules = new Map<ProtocolName, ProtocolModule>();
   // only protocols with a parser are captured (the others arrive with their issues)
-  if (config.protocols.http.enabled) for (const p of config.protocols.http.ports) portProtocol.set(p, 'http');
+  if (config.protocols.http.enabled) modules.set('http', createHttpModule(config.protocols.http) as ProtocolModule);
+  const portProtocol = new Map<number, ProtocolName>();
+  for (const name of modules.keys()) for (const p of config.protocols[name].ports) portProtocol.set(p, name);
 
   const table = new ConnTable({
     protocolOfPort: (port) => portProtocol.get(port),
@@ -94,6 +87,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     now,
   });
   const states = new Map<Conn, ConnState>();
+  // connections whose session may hold requests waiting for a response
   const withPending = new Set<Conn>();
   let locals = localAddresses();
   let localsAt = now();
@@ -114,8 +108,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const docCtx: DocumentContext = {
     toWallMs: options.toWallMs ?? monotonicToWall(),
     hostname: os.hostname(),
-    redactHeaders: new Set(config.protocols.http.redact_headers.map((h) => h.toLowerCase())),
-    sendAllHeaders: config.protocols.http.send_all_headers,
+    modules,
   };
   let outbox: TxnDocument[] = [];
 
@@ -146,55 +139,36 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     return LOOPBACK_V4.test(remote) || locals.has(remote);
   }
 
-  function offer(conn: Conn, request: PendingRequest | undefined, response: HttpResponse | undefined, notes: string[]): void {
-    const first = request?.request ?? response!;
-    const view: HttpView = {
-      protocol: 'http',
+  function offer(conn: Conn, txn: ProtocolTransaction): void {
+    const first = (txn.request ?? txn.response)!;
+    const base = conn.baseSeq.client;
+    const view: TransactionView = {
+      protocol: conn.protocol,
       side: conn.role,
       tuple: conn.tuple,
       process: conn.process,
       netns: conn.netns,
-      request: request?.request,
-      response,
-      requestSeq: request?.seq,
+      txn,
+      requestSeq: txn.request && base !== undefined ? (base + txn.request.streamOffset) >>> 0 : undefined,
       startNs: first.startNs,
-      endNs: response?.endNs ?? first.endNs,
-      notes: [...(request?.request.notes ?? []), ...(response?.notes ?? []), ...notes],
+      endNs: txn.response?.endNs ?? first.endNs,
     };
-    if (!request || !response) stats.unmatched++;
+    if (!txn.request || !txn.response) stats.unmatched++;
     joiner.offer(view, mayHavePeer(conn));
-  }
-
-  function onMessage(conn: Conn, state: ConnState, msg: HttpMessage): void {
-    if (msg.kind === 'request') {
-      const base = conn.baseSeq.client;
-      if (state.pending.length >= MAX_PENDING_PER_CONN) {
-        offer(conn, state.pending.shift(), undefined, ['Unmatched request']);
-      }
-      state.pending.push({ request: msg, seq: base === undefined ? undefined : (base + msg.streamOffset) >>> 0 });
-      withPending.add(conn);
-      return;
-    }
-    // interim responses (100 Continue, 103 Early Hints) do not answer the request
-    if (msg.statusCode >= 100 && msg.statusCode < 200 && msg.statusCode !== 101) return;
-    const request = state.pending.shift();
-    if (state.pending.length === 0) withPending.delete(conn);
-    offer(conn, request, msg, request ? [] : ['Unmatched response']);
   }
 
   function stateOf(conn: Conn): ConnState {
     let state = states.get(conn);
     if (!state) {
-      const s: ConnState = { parser: undefined as unknown as ProtocolParser, pending: [] };
-      s.parser = createHttpParser({
-        onMessage: (m) => onMessage(conn, s, m),
+      const session = modules.get(conn.protocol)!.createSession({
+        onTransaction: (txn) => offer(conn, txn),
         onError: (reason, fatal) => {
           stats.parseErrors++;
-          log.debug({ sock: conn.sockId, pid: conn.tgid, reason, fatal }, 'http parse error');
+          log.debug({ sock: conn.sockId, pid: conn.tgid, protocol: conn.protocol, reason, fatal }, 'parse error');
         },
       });
-      states.set(conn, s);
-      state = s;
+      state = { session };
+      states.set(conn, state);
     }
     return state;
   }
@@ -203,11 +177,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   function finish(conn: Conn): void {
     const state = states.get(conn);
     if (!state) return;
-    const t = monoNowNs();
-    state.parser.end('client', t);
-    state.parser.end('server', t);
-    for (const p of state.pending) offer(conn, p, undefined, ['Unmatched request']);
-    state.pending = [];
+    state.session.close(monoNowNs());
     withPending.delete(conn);
     states.delete(conn);
     // the other end can no longer answer (or be answered) on this connection either:
@@ -215,7 +185,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     // flight on another CPU), well within the join window of this end's views
     const peer = table.peerOf(conn);
     const peerState = peer && states.get(peer);
-    if (peerState && peerState.pending.length > 0) peerState.peerClosedMs = now();
+    if (peerState && peerState.session.pending() > 0) peerState.peerClosedMs = now();
   }
 
   function onData(conn: Conn, e: CaptureEvent): void {
@@ -224,7 +194,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     // the data was handed over at enter for sends, arrived at exit for receives
     const ts = e.dir === EventDir.EGRESS ? e.enterNs : e.tsNs;
     if (e.len === 0) {
-      if (e.dir === EventDir.INGRESS) state.parser.end(from, ts);
+      if (e.dir === EventDir.INGRESS) state.session.end(from, ts);
       return;
     }
     stats.dataBytes += e.len;
@@ -239,7 +209,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       if (ahead < 0x80000000) {
         // bytes between the last event and this one were never seen (lost event, unhooked call)
         if (conn.baseSeq[from] === undefined) conn.baseSeq[from] = expected;
-        state.parser.gap(from, ahead, ts, true);
+        state.session.gap(from, ahead, ts, true);
         stats.gapBytes += ahead;
       } else {
         // overlaps what was already fed (concurrent readers): keep only the new bytes
@@ -255,14 +225,15 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       }
     }
     if (conn.baseSeq[from] === undefined) conn.baseSeq[from] = seq;
-    if (head.length > 0) state.parser.feed(from, head, ts);
+    if (head.length > 0) state.session.feed(from, head, ts);
     const missing = len - head.length - tail.length;
     if (missing > 0) {
       // only the head and the tail were copied (max_payload): a gap by design
-      state.parser.gap(from, missing, ts, false);
+      state.session.gap(from, missing, ts, false);
       stats.gapBytes += missing;
     }
-    if (tail.length > 0) state.parser.feed(from, tail, ts);
+    if (tail.length > 0) state.session.feed(from, tail, ts);
+    if (state.session.pending() > 0) withPending.add(conn);
     conn.nextSeq[e.dir] = (seq + len) >>> 0;
   }
 
@@ -270,7 +241,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     onEvent(e) {
       stats.events++;
       if (e.kind === EventKind.EXEC) {
-        processes.noteExec?.(parseExecPayload(e.tgid, e.payload, EXEC_FILENAME));
+        processes.noteExec?.(parseExecPayload(e.tgid, e.comm, e.payload, EXEC_FILENAME));
         return;
       }
       const conn = table.resolve(e, finish);
@@ -299,15 +270,14 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       const timeoutNs = config.transaction_timeout_ms * 1e6;
       for (const conn of withPending) {
         const state = states.get(conn);
-        if (!state) {
+        if (state && state.session.pending() > 0) {
+          const peerGone = state.peerClosedMs !== undefined && now() - state.peerClosedMs > peerCloseGraceMs;
+          state.session.expire(peerGone ? Infinity : t - timeoutNs);
+        }
+        if (!state || state.session.pending() === 0) {
+          if (state) state.peerClosedMs = undefined;
           withPending.delete(conn);
-          continue;
         }
-        const peerGone = state.peerClosedMs !== undefined && now() - state.peerClosedMs > peerCloseGraceMs;
-        while (state.pending.length > 0 && (peerGone || t - state.pending[0].request.endNs > timeoutNs)) {
-          offer(conn, state.pending.shift(), undefined, ['Unmatched request']);
-        }
-        if (state.pending.length === 0) withPending.delete(conn);
       }
       for (const conn of [...table.idle(IDLE_CONN_MS)]) {
         finish(conn);

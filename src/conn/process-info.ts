@@ -49,6 +49,10 @@ export function containerIdFromCgroup(text: string): string | undefined {
   return undefined;
 }
 
+function nonEmpty(a: string[] | undefined): string[] | undefined {
+  return a && a.length > 0 ? a : undefined;
+}
+
 function readText(file: string): string | undefined {
   try {
     return fs.readFileSync(file, 'utf8');
@@ -122,18 +126,20 @@ export function readProcess(pid: number, procRoot = '/proc'): ProcessInfo | unde
 /** What the kernel said at exec time (path and argv, possibly cut). */
 export interface ExecInfo {
   pid: number;
+  /** The task's comm right after the exec (guards against a reused pid). */
+  comm: string;
   executable: string;
   args: string[];
 }
 
 /** Decode an EXEC event's payload: path (NUL-terminated, `filenameBytes` long), then argv. */
-export function parseExecPayload(pid: number, payload: Buffer, filenameBytes: number): ExecInfo {
+export function parseExecPayload(pid: number, comm: string, payload: Buffer, filenameBytes: number): ExecInfo {
   const nul = payload.indexOf(0);
   const executable = payload.toString('utf8', 0, nul >= 0 && nul < filenameBytes ? nul : Math.min(filenameBytes, payload.length));
   const argv = payload.subarray(Math.min(filenameBytes, payload.length));
   const args = argv.length > 0 ? argv.toString('utf8').split('\0') : [];
   if (args.length > 0 && args[args.length - 1] === '') args.pop();
-  return { pid, executable, args };
+  return { pid, comm, executable, args };
 }
 
 export interface ProcessCache {
@@ -173,25 +179,30 @@ export function createProcessCache({
         cached.usedAt = t;
         return cached.info;
       }
+      const recorded = execs.get(hint.pid);
+      const exec = recorded?.comm === hint.comm ? recorded : undefined;
       const read = readProcess(hint.pid, procRoot);
-      const exec = execs.get(hint.pid);
-      const info: ProcessInfo = read ??
-        cached?.info ?? { // exited: keep what we knew, else what the kernel said
-          pid: hint.pid,
-          name: hint.comm,
-          ppid: hint.ppid,
-          executable: exec?.executable,
-          args: exec && exec.args.length > 0 ? exec.args : undefined,
-          userId: hint.uid,
-          userName: userName(hint.uid),
-          fromProc: false,
-        };
+      // a zombie still has /proc/PID/stat but no exe or cmdline: the exec event fills them
+      const info: ProcessInfo | undefined = read
+        ? { ...read, executable: read.executable ?? exec?.executable, args: read.args ?? nonEmpty(exec?.args) }
+        : cached?.info; // exited: keep what we knew
+      const known = info ?? {
+        // never seen in /proc: what the kernel said
+        pid: hint.pid,
+        name: hint.comm,
+        ppid: hint.ppid,
+        executable: exec?.executable,
+        args: nonEmpty(exec?.args),
+        userId: hint.uid,
+        userName: userName(hint.uid),
+        fromProc: false,
+      };
       if (!cached && entries.size >= maxEntries) {
         const oldest = entries.keys().next();
         if (!oldest.done) entries.delete(oldest.value);
       }
-      entries.set(key, { info, readAt: t, usedAt: t });
-      return info;
+      entries.set(key, { info: known, readAt: t, usedAt: t });
+      return known;
     },
     size: () => entries.size,
     sweep() {

@@ -34,3 +34,73 @@ export type ProtocolName = 'http' | 'mysql' | 'pgsql' | 'redis';
 
 /** Ids shared with the kernel's port map (struct pbe_port_value.protocol). */
 export const PROTOCOL_IDS: Record<ProtocolName, number> = { http: 1, mysql: 2, pgsql: 3, redis: 4 };
+
+/** Where one message of a transaction sat on the wire. */
+export interface MessageSpan {
+  /** Kernel timestamps (monotonic ns) of its first and last byte. */
+  startNs: number;
+  endNs: number;
+  /** Bytes on the wire. */
+  bytes: number;
+  /** Offset of its first byte in its direction's stream (from the session's start). */
+  streamOffset: number;
+}
+
+/**
+ * One request/response exchange as one socket saw it. `request` or `response`
+ * is missing when unmatched. `data` is the protocol's own (decoded messages).
+ */
+export interface ProtocolTransaction<D = unknown> {
+  request?: MessageSpan;
+  response?: MessageSpan;
+  /** e.g. "Unmatched request", "Packet loss while capturing the response" */
+  notes: string[];
+  data: D;
+}
+
+export interface TransactionSink<D = unknown> {
+  onTransaction(txn: ProtocolTransaction<D>): void;
+  /** The stream could not be parsed; `fatal` means the session gave up on it. */
+  onError(reason: string, fatal: boolean): void;
+}
+
+/** A protocol parser plus its request/response pairing, for one connection. */
+export interface ProtocolSession extends ProtocolParser {
+  /** Report requests whose last byte is older than `beforeNs` as unmatched. */
+  expire(beforeNs: number): void;
+  /** The connection is over: report what is still pending as unmatched. */
+  close(tsNs: number): void;
+  /** Requests waiting for their response. */
+  pending(): number;
+}
+
+/** What a protocol contributes to a transaction document. */
+export interface DocumentFields {
+  status: 'OK' | 'Error';
+  outcome: 'success' | 'failure' | 'unknown';
+  /** Both the request and its response were seen (by either view). */
+  matched: boolean;
+  requestBytes: number;
+  responseBytes: number;
+  /** destination.domain (e.g. from the Host header) */
+  domain?: string;
+  /** Root fields (method, query, path, ...). */
+  root: Record<string, unknown>;
+  /** Namespaced fields (http.*, url.*, pgsql.*, db.*, ...). */
+  fields: Record<string, unknown>;
+}
+
+export interface ServerEndpoint {
+  ip: string;
+  port: number;
+}
+
+export interface ProtocolModule<D = unknown> {
+  readonly name: ProtocolName;
+  createSession(sink: TransactionSink<D>): ProtocolSession;
+  /**
+   * Document fields of one transaction from the views that saw it (client's
+   * first when both did; they saw the same bytes, but one may have missed some).
+   */
+  documentFields(views: Array<ProtocolTransaction<D>>, server: ServerEndpoint): DocumentFields;
+}

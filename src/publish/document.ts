@@ -1,8 +1,8 @@
 import * as os from 'node:os';
 import type { ProcessInfo } from '../conn/process-info';
 import { communityId } from '../util/community-id';
+import type { ProtocolModule, ProtocolName } from '../protocols/types';
 import type { Transaction, TransactionView } from '../txn/types';
-import { httpFields } from './http-document';
 
 export const ECS_VERSION = '8.17.0';
 export const AGENT_VERSION: string = (require('../../../package.json') as { version: string }).version;
@@ -14,9 +14,7 @@ export interface DocumentContext {
   /** monotonic ns → wall-clock ms */
   toWallMs(monoNs: number): number;
   hostname: string;
-  /** Header names (lower-case) whose values are never exported. */
-  redactHeaders: ReadonlySet<string>;
-  sendAllHeaders: boolean;
+  modules: ReadonlyMap<ProtocolName, ProtocolModule>;
 }
 
 /** Offset between the kernel's CLOCK_MONOTONIC and the wall clock, sampled now. */
@@ -50,7 +48,10 @@ export function primaryView(txn: Transaction): TransactionView {
 export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocument {
   const main = primaryView(txn);
   const t = main.tuple;
-  const proto = httpFields(txn, ctx);
+  const module = ctx.modules.get(main.protocol);
+  if (!module) throw new Error(`no protocol module for ${main.protocol}`);
+  const views = [txn.client?.txn, txn.server?.txn].filter((v) => v !== undefined);
+  const proto = module.documentFields(views, { ip: t.serverIp, port: t.serverPort });
   const start = ctx.toWallMs(main.startNs);
   const end = ctx.toWallMs(main.endNs);
   const durationNs = Math.max(0, Math.round(main.endNs - main.startNs));
@@ -60,14 +61,14 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
   if (proto.domain) destination.domain = proto.domain;
   const doc: TxnDocument = {
     '@timestamp': iso(start),
-    type: 'http',
+    type: main.protocol,
     status: proto.status,
     ...proto.root,
     event: {
       kind: 'event',
       category: ['network'],
       type: ['connection', 'protocol'],
-      dataset: 'http',
+      dataset: main.protocol,
       start: iso(start),
       end: iso(end),
       duration: durationNs,
@@ -80,7 +81,7 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
     server: destination,
     network: {
       transport: 'tcp',
-      protocol: 'http',
+      protocol: main.protocol,
       type: t.family === 6 ? 'ipv6' : 'ipv4',
       bytes: proto.requestBytes + proto.responseBytes,
       community_id: communityId(t.clientIp, t.clientPort, t.serverIp, t.serverPort),
@@ -95,7 +96,7 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
   const containerId = owner.process.containerId ?? txn.client?.process.containerId;
   if (containerId) doc.container = { id: containerId };
   // one view may have missed what the other saw: a complete exchange is not "unmatched"
-  const notes = [...new Set([...(txn.client?.notes ?? []), ...(txn.server?.notes ?? [])])].filter(
+  const notes = [...new Set([...(txn.client?.txn.notes ?? []), ...(txn.server?.txn.notes ?? [])])].filter(
     (n) => !proto.matched || !n.startsWith('Unmatched'),
   );
   if (notes.length > 0) doc.error = { message: notes.length === 1 ? notes[0] : notes };

@@ -1,5 +1,5 @@
 import type { ProcessInfo } from '../conn/process-info';
-import type { HttpRequest, HttpResponse } from '../protocols/http/types';
+import type { ProtocolName, ProtocolTransaction } from '../protocols/types';
 
 /** The two ends of a connection, client first, as one socket saw them. */
 export interface FlowTuple {
@@ -10,26 +10,22 @@ export interface FlowTuple {
   serverPort: number;
 }
 
-/** One end's view of one HTTP transaction (from the client's or the server's socket). */
-export interface HttpView {
-  protocol: 'http';
+/** One end's view of one transaction (from the client's or the server's socket). */
+export interface TransactionView {
+  protocol: ProtocolName;
   /** Which socket saw it. */
   side: 'client' | 'server';
   tuple: FlowTuple;
   /** The process owning the socket that saw it. */
   process: ProcessInfo;
   netns: number;
-  request?: HttpRequest;
-  response?: HttpResponse;
+  txn: ProtocolTransaction;
   /** TCP sequence number of the request's first byte (same on both ends), when known. */
   requestSeq?: number;
   /** Start and end (monotonic ns) as this end saw them. */
   startNs: number;
   endNs: number;
-  notes: string[];
 }
-
-export type TransactionView = HttpView;
 
 /** A transaction as published: one or both views of it. */
 export interface Transaction {

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { containerIdFromCgroup, createProcessCache, readProcess, type TaskHint } from '../../../src/conn/process-info';
+import { containerIdFromCgroup, createProcessCache, parseExecPayload, readProcess, type TaskHint } from '../../../src/conn/process-info';
 
 const ID = '3f9a1c0e5b7d2468ace013579bdf2468ace013579bdf2468ace013579bdf0a1b';
 const ID2 = 'deadbeef00112233445566778899aabbccddeeff00112233445566778899aabb';
@@ -287,5 +287,50 @@ describe('createProcessCache', () => {
     t = 1_801;
     cache.sweep();
     assert.equal(cache.size(), 0);
+  });
+});
+
+describe('exec events', () => {
+  const payload = (exe: string, args: string[]) => {
+    const head = Buffer.alloc(256);
+    head.write(exe);
+    return Buffer.concat([head, Buffer.from(args.map((a) => a + '\0').join(''))]);
+  };
+
+  test('parseExecPayload splits the path and argv', () => {
+    const e = parseExecPayload(9, 'curl', payload('/usr/bin/curl', ['curl', '-s', 'http://x/']), 256);
+    assert.deepEqual(e, { pid: 9, comm: 'curl', executable: '/usr/bin/curl', args: ['curl', '-s', 'http://x/'] });
+    // argv cut by the kernel's copy limit: the partial last argument is kept
+    const cut = parseExecPayload(9, 'curl', payload('/usr/bin/curl', ['curl', 'abcdef']).subarray(0, 256 + 8), 256);
+    assert.deepEqual(cut.args, ['curl', 'abc']);
+  });
+
+  test('a process gone before /proc was read gets its path and args from the exec event', () => {
+    const cache = createProcessCache({ procRoot: newRoot() });
+    cache.noteExec!(parseExecPayload(500, 'curl', payload('/usr/bin/curl', ['curl', 'http://a/']), 256));
+    const info = cache.lookup(hint(500, 'curl', 7));
+    assert.equal(info.executable, '/usr/bin/curl');
+    assert.deepEqual(info.args, ['curl', 'http://a/']);
+    assert.equal(info.fromProc, false);
+    assert.equal(info.ppid, 7);
+  });
+
+  test('a zombie (stat but no exe, no cmdline) is completed by the exec event', () => {
+    const root = newRoot();
+    writeProc(root, 501, { comm: 'curl', ppid: 3 });
+    const cache = createProcessCache({ procRoot: root });
+    cache.noteExec!(parseExecPayload(501, 'curl', payload('/usr/bin/curl', ['curl', 'http://b/']), 256));
+    const info = cache.lookup(hint(501, 'curl', 3));
+    assert.equal(info.fromProc, true);
+    assert.equal(info.executable, '/usr/bin/curl');
+    assert.deepEqual(info.args, ['curl', 'http://b/']);
+  });
+
+  test('an exec of another program under a reused pid is not used', () => {
+    const cache = createProcessCache({ procRoot: newRoot() });
+    cache.noteExec!(parseExecPayload(502, 'sleep', payload('/usr/bin/sleep', ['sleep', '1']), 256));
+    const info = cache.lookup(hint(502, 'wget'));
+    assert.equal(info.executable, undefined);
+    assert.equal(info.name, 'wget');
   });
 });

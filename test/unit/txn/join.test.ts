@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 
 import type { ProcessInfo } from '../../../src/conn/process-info';
 import { createJoiner, type Joiner } from '../../../src/txn/join';
-import type { FlowTuple, HttpView, Transaction } from '../../../src/txn/types';
+import type { FlowTuple, Transaction, TransactionView } from '../../../src/txn/types';
 
 const TUPLE: FlowTuple = { family: 4, clientIp: '127.0.0.1', clientPort: 40001, serverIp: '127.0.0.1', serverPort: 8080 };
 
@@ -12,7 +12,7 @@ function proc(pid: number, name: string): ProcessInfo {
 }
 
 let viewNo = 0;
-function view(side: 'client' | 'server', requestSeq: number | undefined, tuple: FlowTuple = TUPLE): HttpView {
+function view(side: 'client' | 'server', requestSeq: number | undefined, tuple: FlowTuple = TUPLE): TransactionView {
   const n = ++viewNo;
   return {
     protocol: 'http',
@@ -23,7 +23,7 @@ function view(side: 'client' | 'server', requestSeq: number | undefined, tuple: 
     requestSeq,
     startNs: n * 1000,
     endNs: n * 1000 + 500,
-    notes: [],
+    txn: { notes: [], data: {} },
   };
 }
 

@@ -1,20 +1,13 @@
 import * as path from 'node:path';
-import type { HttpMessageBase } from '../protocols/http/types';
-import type { Transaction } from '../txn/types';
-import type { DocumentContext } from './document';
+import type { DocumentFields, ProtocolTransaction, ServerEndpoint } from '../types';
+import type { HttpData } from './session';
+import type { HttpMessageBase } from './types';
 
-export interface ProtocolFields {
-  status: 'OK' | 'Error';
-  /** Both the request and its response were seen (by either view). */
-  matched: boolean;
-  outcome: 'success' | 'failure' | 'unknown';
-  requestBytes: number;
-  responseBytes: number;
-  domain?: string;
-  /** Root fields (method, query, ...). */
-  root: Record<string, unknown>;
-  /** Namespaced fields (http.*, url.*, user_agent.*). */
-  fields: Record<string, unknown>;
+export interface HttpDocumentOptions {
+  /** Header names (lower-case) whose values are never exported. */
+  redactHeaders: ReadonlySet<string>;
+  /** Report every header (content-length and content-type always are). */
+  sendAllHeaders: boolean;
 }
 
 function header(m: HttpMessageBase | undefined, name: string): string | undefined {
@@ -23,7 +16,7 @@ function header(m: HttpMessageBase | undefined, name: string): string | undefine
   return undefined;
 }
 
-function headersDoc(m: HttpMessageBase, ctx: DocumentContext): Record<string, unknown> {
+function headersDoc(m: HttpMessageBase, ctx: HttpDocumentOptions): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of m.headers) {
     if (!ctx.sendAllHeaders && k !== 'content-length' && k !== 'content-type') continue;
@@ -68,11 +61,14 @@ function urlFields(target: string, host: string | undefined, serverIp: string, s
 }
 
 /** HTTP fields of a transaction, from whichever views it has. */
-export function httpFields(txn: Transaction, ctx: DocumentContext): ProtocolFields {
-  // both views saw the same bytes; prefer the one that has each message
-  const request = txn.client?.request ?? txn.server?.request;
-  const response = txn.client?.response ?? txn.server?.response;
-  const tuple = (txn.client ?? txn.server)!.tuple;
+export function httpDocumentFields(
+  views: Array<ProtocolTransaction<HttpData>>,
+  server: ServerEndpoint,
+  ctx: HttpDocumentOptions,
+): DocumentFields {
+  // both views saw the same bytes; take each message from the first view that has it
+  const request = views.find((v) => v.data.request)?.data.request;
+  const response = views.find((v) => v.data.response)?.data.response;
   const http: Record<string, unknown> = {};
   const root: Record<string, unknown> = {};
   const fields: Record<string, unknown> = { http };
@@ -82,7 +78,7 @@ export function httpFields(txn: Transaction, ctx: DocumentContext): ProtocolFiel
   if (request) {
     http.version = request.version;
     const host = header(request, 'host');
-    const url = urlFields(request.target, host, tuple.serverIp, tuple.serverPort);
+    const url = urlFields(request.target, host, server.ip, server.port);
     fields.url = url;
     if (host) domain = url.domain as string;
     root.method = request.method;
@@ -118,6 +114,7 @@ export function httpFields(txn: Transaction, ctx: DocumentContext): ProtocolFiel
   }
   const failed = !request || !response || response.statusCode >= 400;
   return {
+    // status: Error when unmatched or >= 400 (Packetbeat's rule)
     status: failed ? 'Error' : 'OK',
     matched: request !== undefined && response !== undefined,
     outcome: !response ? 'unknown' : failed ? 'failure' : 'success',
