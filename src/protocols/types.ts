@@ -95,9 +95,18 @@ export interface ServerEndpoint {
   port: number;
 }
 
+/** How sure a module is that a connection speaks its protocol, from its first bytes. */
+export type Detection = 'yes' | 'no' | 'need-more';
+
 export interface ProtocolModule<D = unknown> {
   readonly name: ProtocolName;
   createSession(sink: TransactionSink<D>): ProtocolSession;
+  /**
+   * Content inference for connections on ports not configured for any protocol:
+   * the first bytes the client sent and the first bytes the server sent (either
+   * may be empty: for MySQL the server speaks first). Must be cheap and strict.
+   */
+  detect(client: Buffer, server: Buffer): Detection;
   /**
    * Document fields of one transaction from the views that saw it (client's
    * first when both did; they saw the same bytes, but one may have missed some).

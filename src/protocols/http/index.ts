@@ -1,5 +1,5 @@
 import type { Config } from '../../config';
-import type { ProtocolModule } from '../types';
+import type { Detection, ProtocolModule } from '../types';
 import { httpDocumentFields } from './document';
 import { createHttpSession, type HttpData } from './session';
 
@@ -13,5 +13,22 @@ export function createHttpModule(config: Config['protocols']['http']): ProtocolM
     name: 'http',
     createSession: (sink) => createHttpSession(sink),
     documentFields: (views, server) => httpDocumentFields(views, server, docOptions),
+    detect: detectHttp,
   };
+}
+
+const REQUEST_LINE = /^[A-Z][A-Z_-]{0,19} [!-~]+ HTTP\/1\.[01]\r?$/;
+const METHOD_PREFIX = /^[A-Z][A-Z_-]{0,19}( |$)/;
+
+/** An HTTP/1.x request line from the client, or a status line from the server. */
+export function detectHttp(client: Buffer, server: Buffer): Detection {
+  if (server.length > 0 && client.length === 0) {
+    // servers do not speak first in HTTP
+    return 'no';
+  }
+  const nl = client.indexOf(0x0a);
+  const line = client.toString('latin1', 0, nl >= 0 ? nl : Math.min(client.length, 2048));
+  if (nl >= 0) return REQUEST_LINE.test(line) ? 'yes' : 'no';
+  if (client.length >= 2048) return 'no';
+  return METHOD_PREFIX.test(line.slice(0, 21)) || /^[A-Z]{0,20}$/.test(line) ? 'need-more' : 'no';
 }
