@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { processorSchema } from './publish/processors';
 
 export const DEFAULT_CONFIG_PATH = '/etc/packetbeat-ebpf/packetbeat-ebpf.yml';
 
@@ -21,11 +22,41 @@ const protocol = (ports: readonly number[]) =>
     ports: z.array(port).min(1).default([...ports]),
   });
 
+/** Raw request/response text in the documents (Packetbeat's send_request/send_response). */
+const sendOptions = {
+  send_request: z.boolean().default(false),
+  send_response: z.boolean().default(false),
+};
+
+/** Result sets as CSV in `response`: at most max_rows rows of at most max_row_length bytes. */
+const rowOptions = {
+  max_rows: z.number().int().min(0).default(10),
+  max_row_length: z.number().int().min(1).default(1024),
+};
+
 const http = protocol(DEFAULT_PORTS.http).extend({
-  /** Header names whose values are replaced by "*" (lower-case). */
-  redact_headers: z.array(z.string()).default(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']),
+  ...sendOptions,
+  /** Authorization and Proxy-Authorization values become "*" (unlike Packetbeat, on by default). */
+  redact_authorization: z.boolean().default(true),
+  /** Other headers whose values become "*". */
+  redact_headers: z.array(z.string()).default(['cookie', 'set-cookie']),
   /** Report all request/response headers (content-length/type are always reported). */
   send_all_headers: z.boolean().default(false),
+  /** Report these headers too. */
+  send_headers: z.array(z.string()).default([]),
+  /** Cookie and Set-Cookie headers as objects of name → value. */
+  split_cookie: z.boolean().default(false),
+  /** Query/form parameters whose values are replaced by "xxxxx". */
+  hide_keywords: z.array(z.string()).default([]),
+  /** Report bodies of these content types (substrings, e.g. "json"), both directions... */
+  include_body_for: z.array(z.string()).default([]),
+  /** ...or per direction. */
+  include_request_body_for: z.array(z.string()).default([]),
+  include_response_body_for: z.array(z.string()).default([]),
+  /** Most body bytes reported. */
+  max_message_size: z.number().int().min(0).default(10 * 1024 * 1024),
+  /** Header with the real client address (e.g. X-Forwarded-For) → network.forwarded_ip. */
+  real_ip_header: z.string().optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -34,11 +65,23 @@ export const configSchema = z.strictObject({
   protocols: z
     .strictObject({
       http: http.prefault({}),
-      mysql: protocol(DEFAULT_PORTS.mysql).prefault({}),
-      pgsql: protocol(DEFAULT_PORTS.pgsql).prefault({}),
-      redis: protocol(DEFAULT_PORTS.redis).prefault({}),
+      mysql: protocol(DEFAULT_PORTS.mysql)
+        .extend({ ...sendOptions, ...rowOptions, statement_timeout_ms: z.number().int().min(0).default(3_600_000) })
+        .prefault({}),
+      pgsql: protocol(DEFAULT_PORTS.pgsql).extend({ ...sendOptions, ...rowOptions }).prefault({}),
+      redis: protocol(DEFAULT_PORTS.redis)
+        .extend({
+          ...sendOptions,
+          queue_max_bytes: z.number().int().min(1).default(1024 * 1024),
+          queue_max_messages: z.number().int().min(1).default(20_000),
+        })
+        .prefault({}),
     })
     .prefault({}),
+  /** Beats-style processors on every document (drop_event, drop_fields, include_fields). */
+  processors: z.array(processorSchema).default([]),
+  /** Added to every document's `tags`. */
+  tags: z.array(z.string()).default([]),
   /** Trace only these processes (empty: every process but the agent). */
   pids: z.array(z.number().int().positive()).max(1024).default([]),
   /** Requests without a response are reported as unmatched after this long. */

@@ -5,10 +5,11 @@ import type { CaptureSink } from '../capture/source';
 import type { Config } from '../config';
 import { ConnTable, type Conn } from '../conn/table';
 import { parseExecPayload, type ProcessCache } from '../conn/process-info';
-import { createHttpModule } from '../protocols/http';
-import type { ProtocolModule, ProtocolName, ProtocolSession, ProtocolTransaction, Sender } from '../protocols/types';
+import { createModules, portMap } from '../protocols/registry';
+import type { ProtocolSession, ProtocolTransaction, Sender } from '../protocols/types';
 import { buildDocument, monotonicToWall, type DocumentContext, type TxnDocument } from '../publish/document';
 import type { Output } from '../outputs/types';
+import { applyProcessors } from '../publish/processors';
 import { createJoiner } from '../txn/join';
 import type { Transaction, TransactionView } from '../txn/types';
 import type { Logger } from '../util/logger';
@@ -27,6 +28,8 @@ export interface PipelineStats {
   joined: number;
   unmatched: number;
   parseErrors: number;
+  /** Documents dropped by processors (drop_event). */
+  dropped: number;
   connections: number;
   joinPending: number;
 }
@@ -75,11 +78,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const now = options.now ?? Date.now;
   const log = logger.child({ component: 'pipeline' });
 
-  const modules = new Map<ProtocolName, ProtocolModule>();
-  // only protocols with a parser are captured (the others arrive with their issues)
-  if (config.protocols.http.enabled) modules.set('http', createHttpModule(config.protocols.http) as ProtocolModule);
-  const portProtocol = new Map<number, ProtocolName>();
-  for (const name of modules.keys()) for (const p of config.protocols[name].ports) portProtocol.set(p, name);
+  const modules = createModules(config);
+  const portProtocol = portMap(config, modules);
 
   const table = new ConnTable({
     protocolOfPort: (port) => portProtocol.get(port),
@@ -101,6 +101,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     joined: 0,
     unmatched: 0,
     parseErrors: 0,
+    dropped: 0,
     connections: 0,
     joinPending: 0,
   };
@@ -109,6 +110,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     toWallMs: options.toWallMs ?? monotonicToWall(),
     hostname: os.hostname(),
     modules,
+    tags: config.tags,
   };
   let outbox: TxnDocument[] = [];
 
@@ -118,7 +120,9 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     emit(txn: Transaction) {
       stats.transactions++;
       if (txn.client && txn.server) stats.joined++;
-      outbox.push(buildDocument(txn, docCtx));
+      const doc = applyProcessors(buildDocument(txn, docCtx), config.processors);
+      if (doc) outbox.push(doc);
+      else stats.dropped++;
     },
   });
 
@@ -130,6 +134,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   }
 
   function mayHavePeer(conn: Conn): boolean {
+    if (!conn.process) return false; // seen on the wire: there is no other view to wait for
     if (table.peerOf(conn)) return true;
     const remote = conn.role === 'client' ? conn.tuple.serverIp : conn.tuple.clientIp;
     if (now() - localsAt > 60_000) {

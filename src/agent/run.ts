@@ -5,6 +5,7 @@ import { createRecorder, type Recorder } from '../capture/recording';
 import { createProcessCache } from '../conn/process-info';
 import { createConsoleOutput } from '../outputs/console';
 import type { Output } from '../outputs/types';
+import { createModules, portMap } from '../protocols/registry';
 import { PROTOCOL_IDS } from '../protocols/types';
 import type { Logger } from '../util/logger';
 import { createPipeline, TICK_MS, type Pipeline } from './pipeline';
@@ -17,11 +18,9 @@ export interface RunningAgent {
   readonly done: Promise<number>;
 }
 
-/** Kernel ports map: every enabled protocol's ports (only HTTP has a parser yet). */
+/** Kernel ports map: the ports of every protocol that has a decoder. */
 export function kernelPorts(config: Config): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  if (config.protocols.http.enabled) for (const p of config.protocols.http.ports) out.push([p, PROTOCOL_IDS.http]);
-  return out;
+  return [...portMap(config, createModules(config))].map(([port, name]) => [port, PROTOCOL_IDS[name]]);
 }
 
 function statsLine(source: CaptureSource, pipeline: Pipeline, outputs: Output[], prev: { at: number; events: number; txns: number }) {

@@ -1,6 +1,8 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { checkKernel, ensureTracefs, formatCheck } from '../agent/check';
+import { replayCapture, ReplayError } from '../agent/replay';
 import { startAgent } from '../agent/run';
+import { createConsoleOutput } from '../outputs/console';
 import { CaptureStartError } from '../capture/ebpf-source';
 import { ConfigError, parsePortsFlag, readConfigFile, validateConfig, type Config } from '../config';
 import { AGENT_VERSION } from '../publish/document';
@@ -74,6 +76,19 @@ export async function main(argv: string[]): Promise<number> {
     });
 
   program
+    .command('replay <file>')
+    .description('decode a pcap/pcapng capture into transactions (NDJSON on stdout); no root needed')
+    .option('-c, --config <file>', 'YAML config file (default /etc/packetbeat-ebpf/packetbeat-ebpf.yml when present)')
+    .option('--ports <proto=port,...>', 'ports of a protocol, replacing its defaults (repeatable), e.g. http=8080,8081', collect(String))
+    .action(async (file: string, flags: RunFlags) => {
+      const logger = createLogger();
+      const config = loadConfig(flags);
+      const output = createConsoleOutput({ pretty: config.output.console.pretty });
+      const result = await replayCapture(file, config, [output], logger);
+      logger.info({ stats: { ...result.pipeline, capture: result.capture, output: output.stats() } }, 'replayed');
+    });
+
+  program
     .command('check')
     .description('print what the running kernel supports and which capture mode run would use')
     .action(() => {
@@ -88,7 +103,7 @@ export async function main(argv: string[]): Promise<number> {
     const e = err as Error & { code?: string; exitCode?: number };
     if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
     if (e.code?.startsWith('commander.')) return e.exitCode ?? 1;
-    if (err instanceof ConfigError || err instanceof CaptureStartError) {
+    if (err instanceof ConfigError || err instanceof CaptureStartError || err instanceof ReplayError) {
       process.stderr.write(`packetbeat-ebpf: ${e.message}\n`);
       if (err instanceof CaptureStartError && err.detail && process.env.PBE_LOG_LEVEL === 'debug') process.stderr.write(err.detail + '\n');
       return 1;

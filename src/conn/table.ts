@@ -13,7 +13,8 @@ export interface Conn {
   role: Sender;
   protocol: ProtocolName;
   tuple: FlowTuple;
-  process: ProcessInfo;
+  /** The owning process; undefined for traffic seen on the wire (pcap, AF_PACKET). */
+  process?: ProcessInfo;
   /** Next expected TCP sequence number per direction of this socket (egress, ingress). */
   nextSeq: [number | undefined, number | undefined];
   /** Sequence number of the first byte the parser saw, per sender. */
@@ -80,7 +81,7 @@ export class ConnTable {
         role,
         protocol,
         tuple,
-        process: this.options.lookupProcess(e),
+        process: e.tgid > 0 ? this.options.lookupProcess(e) : undefined,
         nextSeq: [undefined, undefined],
         baseSeq: {},
         lastSeenMs: now,

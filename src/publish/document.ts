@@ -15,6 +15,7 @@ export interface DocumentContext {
   toWallMs(monoNs: number): number;
   hostname: string;
   modules: ReadonlyMap<ProtocolName, ProtocolModule>;
+  tags: readonly string[];
 }
 
 /** Offset between the kernel's CLOCK_MONOTONIC and the wall clock, sampled now. */
@@ -88,22 +89,32 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
     },
     related: { ip: t.clientIp === t.serverIp ? [t.clientIp] : [t.clientIp, t.serverIp] },
   };
-  if (txn.client) (doc.source as Record<string, unknown>).process = processFields(txn.client.process);
-  if (txn.server) (doc.destination as Record<string, unknown>).process = processFields(txn.server.process);
+  const clientProcess = txn.client?.process;
+  const serverProcess = txn.server?.process;
+  if (clientProcess) (doc.source as Record<string, unknown>).process = processFields(clientProcess);
+  if (serverProcess) (doc.destination as Record<string, unknown>).process = processFields(serverProcess);
   // process.* is the serving process when known (as Packetbeat prefers the destination)
-  const owner = txn.server ?? txn.client!;
-  doc.process = processFields(owner.process);
-  const containerId = owner.process.containerId ?? txn.client?.process.containerId;
+  const owner = serverProcess ?? clientProcess;
+  if (owner) doc.process = processFields(owner);
+  const containerId = serverProcess?.containerId ?? clientProcess?.containerId;
   if (containerId) doc.container = { id: containerId };
   // one view may have missed what the other saw: a complete exchange is not "unmatched"
   const notes = [...new Set([...(txn.client?.txn.notes ?? []), ...(txn.server?.txn.notes ?? [])])].filter(
     (n) => !proto.matched || !n.startsWith('Unmatched'),
   );
   if (notes.length > 0) doc.error = { message: notes.length === 1 ? notes[0] : notes };
-  const ebpf: Record<string, unknown> = { views: [txn.client && 'client', txn.server && 'server'].filter(Boolean) };
+  // which sockets saw it; 'wire' when it was seen in packets, by no socket
+  const seenBy = (v: TransactionView | undefined, side: string) => v && (v.process ? side : 'wire');
+  const ebpf: Record<string, unknown> = { views: [seenBy(txn.client, 'client'), seenBy(txn.server, 'server')].filter(Boolean) };
   if (txn.server) ebpf.server_duration = Math.max(0, Math.round(txn.server.endNs - txn.server.startNs));
   if (txn.client) ebpf.client_duration = durationNs;
   doc.packetbeat_ebpf = ebpf;
+  // protocol fields that extend common objects (network.forwarded_ip, related.hosts, ...)
+  for (const key of ['network', 'related'] as const) {
+    const extra = proto.fields[key];
+    if (extra && typeof extra === 'object') doc[key] = { ...(doc[key] as object), ...(extra as object) };
+  }
+  if (ctx.tags.length > 0) doc.tags = [...ctx.tags];
   doc.agent = { type: 'packetbeat-ebpf', name: ctx.hostname, version: AGENT_VERSION };
   doc.host = { hostname: ctx.hostname, name: ctx.hostname, architecture: os.arch() };
   doc.ecs = { version: ECS_VERSION };

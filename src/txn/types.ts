@@ -16,8 +16,8 @@ export interface TransactionView {
   /** Which socket saw it. */
   side: 'client' | 'server';
   tuple: FlowTuple;
-  /** The process owning the socket that saw it. */
-  process: ProcessInfo;
+  /** The process owning the socket that saw it (undefined: seen on the wire, not by a socket). */
+  process?: ProcessInfo;
   netns: number;
   txn: ProtocolTransaction;
   /** TCP sequence number of the request's first byte (same on both ends), when known. */

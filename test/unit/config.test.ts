@@ -41,10 +41,33 @@ describe('validateConfig: defaults', () => {
     assert.deepEqual(c.protocols.http.ports, [80, 8080, 8000, 5000, 8002]);
     assert.equal(c.protocols.http.enabled, true);
     assert.equal(c.protocols.http.send_all_headers, false);
-    assert.deepEqual(c.protocols.http.redact_headers, ['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
-    assert.deepEqual(c.protocols.mysql, { enabled: true, ports: [3306, 3307] });
-    assert.deepEqual(c.protocols.pgsql, { enabled: true, ports: [5432] });
-    assert.deepEqual(c.protocols.redis, { enabled: true, ports: [6379] });
+    // secrets stay on the host by default (Packetbeat's defaults are the opposite)
+    assert.equal(c.protocols.http.redact_authorization, true);
+    assert.deepEqual(c.protocols.http.redact_headers, ['cookie', 'set-cookie']);
+    assert.equal(c.protocols.http.send_request, false);
+    assert.equal(c.protocols.http.send_response, false);
+    assert.deepEqual(c.protocols.http.hide_keywords, []);
+    assert.equal(c.protocols.http.max_message_size, 10 * 1024 * 1024);
+    assert.deepEqual(c.protocols.mysql, {
+      enabled: true,
+      ports: [3306, 3307],
+      send_request: false,
+      send_response: false,
+      max_rows: 10,
+      max_row_length: 1024,
+      statement_timeout_ms: 3_600_000,
+    });
+    assert.deepEqual(c.protocols.pgsql, { enabled: true, ports: [5432], send_request: false, send_response: false, max_rows: 10, max_row_length: 1024 });
+    assert.deepEqual(c.protocols.redis, {
+      enabled: true,
+      ports: [6379],
+      send_request: false,
+      send_response: false,
+      queue_max_bytes: 1024 * 1024,
+      queue_max_messages: 20_000,
+    });
+    assert.deepEqual(c.tags, []);
+    assert.deepEqual(c.processors, []);
     assert.equal(c.max_payload, 4096);
     assert.deepEqual(c.pids, []);
     assert.equal(c.transaction_timeout_ms, 10_000);
@@ -76,7 +99,8 @@ describe('validateConfig: defaults', () => {
     const c = validateConfig({ protocols: { http: { ports: [9000] } } }, 'test');
     assert.deepEqual(c.protocols.http.ports, [9000]);
     assert.equal(c.protocols.http.enabled, true);
-    assert.equal(c.protocols.http.redact_headers.length, 4);
+    assert.equal(c.protocols.http.redact_authorization, true);
+    assert.equal(c.protocols.http.redact_headers.length, 2);
     assert.deepEqual(c.protocols.redis.ports, [6379]);
   });
 

@@ -1,17 +1,30 @@
 import type { Config } from '../../config';
 import type { Detection, ProtocolModule } from '../types';
-import { httpDocumentFields } from './document';
+import { bodyBytesWanted, httpDocumentFields, type HttpDocumentOptions } from './document';
 import { createHttpSession, type HttpData } from './session';
+import type { HttpMessage } from './types';
 
 /** HTTP/1.x: sessions and document fields, configured from `protocols.http`. */
 export function createHttpModule(config: Config['protocols']['http']): ProtocolModule<HttpData> {
-  const docOptions = {
-    redactHeaders: new Set(config.redact_headers.map((h) => h.toLowerCase())),
+  const lower = (list: string[]) => list.map((h) => h.toLowerCase());
+  const docOptions: HttpDocumentOptions = {
+    redactAuthorization: config.redact_authorization,
+    redactHeaders: new Set(lower(config.redact_headers)),
     sendAllHeaders: config.send_all_headers,
+    sendHeaders: new Set(lower(config.send_headers)),
+    splitCookie: config.split_cookie,
+    sendRequest: config.send_request,
+    sendResponse: config.send_response,
+    hideKeywords: new Set(lower(config.hide_keywords)),
+    includeRequestBodyFor: [...config.include_body_for, ...config.include_request_body_for],
+    includeResponseBodyFor: [...config.include_body_for, ...config.include_response_body_for],
+    maxMessageSize: config.max_message_size,
+    realIpHeader: config.real_ip_header,
   };
+  const parserOptions = { bodyLimit: (m: HttpMessage) => bodyBytesWanted(m, docOptions, 0) };
   return {
     name: 'http',
-    createSession: (sink) => createHttpSession(sink),
+    createSession: (sink) => createHttpSession(sink, parserOptions),
     documentFields: (views, server) => httpDocumentFields(views, server, docOptions),
     detect: detectHttp,
   };

@@ -154,6 +154,8 @@ class Direction {
   gapNoted = false;
   bodyBuf: Buffer | null = null;
   bodyKept = 0;
+  /** Most body bytes kept for the current message. */
+  bodyLimit = 0;
   captureStopped = false;
 
   /** Chunk-size line machine. */
@@ -175,6 +177,7 @@ class Direction {
 class HttpParser implements ProtocolParser {
   private readonly maxHeaderBytes: number;
   private readonly maxBodyBytes: number;
+  private readonly bodyLimitOf?: (m: HttpMessage) => number;
   private readonly client = new Direction(true);
   private readonly server = new Direction(false);
   private readonly methods = new MethodQueue();
@@ -187,6 +190,7 @@ class HttpParser implements ProtocolParser {
   ) {
     this.maxHeaderBytes = Math.max(64, Math.floor(options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES));
     this.maxBodyBytes = Math.max(0, Math.floor(options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES));
+    this.bodyLimitOf = options.bodyLimit;
   }
 
   feed(from: Sender, data: Buffer, tsNs: number): void {
@@ -518,6 +522,7 @@ class HttpParser implements ProtocolParser {
       d.garbageReported = false;
       const req: HttpRequest = {
         kind: 'request',
+        head: text,
         startNs: d.startNs,
         streamOffset: d.msgOffset,
         endNs: d.lastNs,
@@ -533,6 +538,7 @@ class HttpParser implements ProtocolParser {
         target,
       };
       d.msg = req;
+    d.bodyLimit = this.bodyLimit(req);
       this.methods.push(method);
       const framing = this.bodyFraming(headers, true);
       if (framing === 'chunked') {
@@ -562,8 +568,9 @@ class HttpParser implements ProtocolParser {
     d.garbageReported = false;
     const res: HttpResponse = {
       kind: 'response',
+      head: text,
       startNs: d.startNs,
-        streamOffset: d.msgOffset,
+      streamOffset: d.msgOffset,
       endNs: d.lastNs,
       version,
       headers,
@@ -578,6 +585,7 @@ class HttpParser implements ProtocolParser {
       closeDelimited: false,
     };
     d.msg = res;
+    d.bodyLimit = this.bodyLimit(res);
 
     const interim = statusCode < 200 && statusCode !== 101;
     const method = this.methods.peek();
@@ -826,14 +834,22 @@ class HttpParser implements ProtocolParser {
   }
 
   /** Keeps up to maxBodyBytes of body (stops at the first gap: the kept body is a true prefix). */
+  private bodyLimit(m: HttpMessage): number {
+    return this.bodyLimitOf ? Math.max(0, Math.floor(this.bodyLimitOf(m))) : this.maxBodyBytes;
+  }
+
   private capture(d: Direction, data: Buffer, p: number, n: number): void {
     if (d.captureStopped || n <= 0) return;
-    const room = this.maxBodyBytes - d.bodyKept;
+    const room = d.bodyLimit - d.bodyKept;
     if (room <= 0) return;
     const take = Math.min(room, n);
-    if (d.bodyBuf === null) {
-      const size = d.mode === Mode.Length ? Math.min(this.maxBodyBytes, d.remaining) : this.maxBodyBytes;
-      d.bodyBuf = Buffer.alloc(Math.max(size, take));
+    const need = d.bodyKept + take;
+    if (d.bodyBuf === null || d.bodyBuf.length < need) {
+      // exact for a known length; otherwise grow by doubling up to the limit
+      const want = d.mode === Mode.Length ? Math.min(d.bodyLimit, d.bodyKept + d.remaining) : Math.min(d.bodyLimit, Math.max(4096, need * 2));
+      const grown = Buffer.alloc(Math.max(want, need));
+      if (d.bodyBuf !== null) d.bodyBuf.copy(grown, 0, 0, d.bodyKept);
+      d.bodyBuf = grown;
     }
     data.copy(d.bodyBuf, d.bodyKept, p, p + take);
     d.bodyKept += take;

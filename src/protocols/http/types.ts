@@ -8,6 +8,8 @@ export interface HttpMessageBase {
   endNs: number;
   /** "1.0" or "1.1". */
   version: string;
+  /** The raw start line and headers (latin1), as sent. */
+  head: string;
   /** Header fields in order, names lower-cased, values trimmed. */
   headers: Array<[string, string]>;
   /** Bytes of start line + headers + blank line. */
@@ -46,4 +48,6 @@ export interface HttpParserOptions {
   maxHeaderBytes?: number;
   /** Most body bytes kept per message (the rest is only counted). */
   maxBodyBytes?: number;
+  /** Per message (its head is parsed): most body bytes to keep; overrides maxBodyBytes. */
+  bodyLimit?: (message: HttpMessage) => number;
 }

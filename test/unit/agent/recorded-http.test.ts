@@ -25,7 +25,7 @@ function essence(d: Doc) {
     code: d.http?.response?.status_code,
     reqBytes: d.http?.request?.bytes,
     resBytes: d.http?.response?.bytes,
-    resBody: d.http?.response?.body?.bytes,
+    resBody: d.http?.response?.body?.bytes ?? 0,
     client: [d.source.ip, d.source.port, d.source.process?.pid, d.source.process?.name],
     server: [d.destination.ip, d.destination.port, d.destination.process?.pid, d.destination.process?.name],
     duration: d.event.duration,
@@ -76,7 +76,7 @@ test('replaying recorded kernel events gives the documents the live agent printe
     'GET /missing 404',
     'GET /never -',
     'HEAD /hello 200',
-    'POST /hello 200',
+    'POST /hello?name=value&x=1 200', // form parameters in url.query, as Packetbeat reports them
   ]);
 });
 

@@ -1,0 +1,17 @@
+import type { Config } from '../config';
+import { createHttpModule } from './http';
+import type { ProtocolModule, ProtocolName } from './types';
+
+/** The protocol modules enabled by the configuration (only those with a decoder). */
+export function createModules(config: Config): Map<ProtocolName, ProtocolModule> {
+  const modules = new Map<ProtocolName, ProtocolModule>();
+  if (config.protocols.http.enabled) modules.set('http', createHttpModule(config.protocols.http) as ProtocolModule);
+  return modules;
+}
+
+/** Server port → protocol, for the enabled modules. */
+export function portMap(config: Config, modules: ReadonlyMap<ProtocolName, ProtocolModule>): Map<number, ProtocolName> {
+  const ports = new Map<number, ProtocolName>();
+  for (const name of modules.keys()) for (const p of config.protocols[name].ports) ports.set(p, name);
+  return ports;
+}
