@@ -79,6 +79,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
                            InstanceMethod("attach", &Capture::Attach),
                            InstanceMethod("setPorts", &Capture::SetPorts),
                            InstanceMethod("setPids", &Capture::SetPids),
+                           InstanceMethod("setVerdicts", &Capture::SetVerdicts),
                            InstanceMethod("start", &Capture::Start),
                            InstanceMethod("drain", &Capture::Drain),
                            InstanceMethod("counters", &Capture::Counters),
@@ -112,6 +113,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
     skel_->rodata->max_payload = static_cast<__u32>(num("maxPayload"));
     skel_->rodata->filter_pids = num("filterPids") > 0 ? 1 : 0;
     skel_->rodata->all_ports = num("allPorts") > 0 ? 1 : 0;
+    skel_->rodata->infer = num("infer") > 0 ? 1 : 0;
     skel_->rodata->wakeup_bytes = static_cast<__u64>(num("wakeupBytes"));
     int err = bpf_map__set_max_entries(skel_->maps.events, static_cast<__u32>(num("ringBytes")));
     if (err) {
@@ -200,6 +202,30 @@ class Capture : public Napi::ObjectWrap<Capture> {
       __u8 one = 1;
       if (bpf_map_update_elem(fd, &pid, &one, BPF_ANY)) {
         ThrowErrno(env, "update pids map", errno);
+        return env.Undefined();
+      }
+    }
+    return env.Undefined();
+  }
+
+  // setVerdicts([[socketInode, verdict], ...]): content inference decisions.
+  Napi::Value SetVerdicts(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!skel_) return Closed(env);
+    if (!info[0].IsArray()) {
+      Napi::TypeError::New(env, "setVerdicts expects an array").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int fd = bpf_map__fd(skel_->maps.verdicts);
+    Napi::Array a = info[0].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Array pair = a.Get(i).As<Napi::Array>();
+      __u64 ino = static_cast<__u64>(pair.Get(0u).As<Napi::Number>().Int64Value());
+      struct pbe_verdict v = {};
+      v.verdict = static_cast<__u8>(pair.Get(1u).As<Napi::Number>().Uint32Value());
+      // BPF_EXIST: a socket closed meanwhile (entry gone) is not brought back
+      if (bpf_map_update_elem(fd, &ino, &v, BPF_EXIST) && errno != ENOENT) {
+        ThrowErrno(env, "update verdicts map", errno);
         return env.Undefined();
       }
     }
@@ -405,6 +431,7 @@ Napi::Object Layout(Napi::Env env) {
   l.Set("payloadLimit", PBE_PAYLOAD_LIMIT);
   l.Set("payloadDefault", PBE_PAYLOAD_DEFAULT);
   l.Set("tailLimit", PBE_TAIL_LIMIT);
+  l.Set("inferEvents", PBE_INFER_EVENTS);
   l.Set("counterCount", static_cast<uint32_t>(PBE_CNT__MAX));
   return l;
 }

@@ -17,6 +17,7 @@ const volatile __u32 self_tgid = 0;      /* the agent: never traced */
 const volatile __u32 max_payload = PBE_PAYLOAD_DEFAULT;
 const volatile __u8 filter_pids = 0;     /* 1: only pids in the pids map */
 const volatile __u8 all_ports = 0;       /* 1: every TCP port */
+const volatile __u8 infer = 0;           /* 1: sample unknown ports for content inference */
 const volatile __u64 wakeup_bytes = 256 * 1024; /* wake user space past this */
 
 struct {
@@ -44,6 +45,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PBE_MAX_VERDICTS);
+	__type(key, __u64); /* socket inode */
+	__type(value, struct pbe_verdict);
+} verdicts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -125,6 +133,48 @@ static __always_inline int ports_wanted(struct sock *sk)
 	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	__u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	return bpf_map_lookup_elem(&ports, &lport) || bpf_map_lookup_elem(&ports, &rport);
+}
+
+/*
+ * The socket filter: a configured port, or (inference on) a socket user space
+ * decided to track, or one still undecided that has not used up its samples.
+ * `sample` says whether this event may use one of those samples.
+ */
+static __always_inline int socket_wanted(struct sock *sk, __u64 ino, int sample)
+{
+	struct pbe_verdict *v;
+
+	if (ports_wanted(sk))
+		return 1;
+	if (!infer)
+		return 0;
+	v = bpf_map_lookup_elem(&verdicts, &ino);
+	if (!v) {
+		struct pbe_verdict nv = {};
+		if (!sample)
+			return 0;
+		nv.events = 1;
+		bpf_map_update_elem(&verdicts, &ino, &nv, BPF_NOEXIST);
+		return 1;
+	}
+	if (v->verdict == PBE_VERDICT_TRACK)
+		return 1;
+	if (v->verdict == PBE_VERDICT_IGNORE || v->events >= PBE_INFER_EVENTS)
+		return 0;
+	if (sample)
+		v->events++;
+	return 1;
+}
+
+/* A new socket on an unknown port: undecided, so its first events and its close are seen. */
+static __always_inline int start_inference(__u64 ino)
+{
+	struct pbe_verdict nv = {};
+
+	if (!infer)
+		return 0;
+	bpf_map_update_elem(&verdicts, &ino, &nv, BPF_ANY);
+	return 1;
 }
 
 /* Fill the task part of the header: identity, times, comm. */
@@ -360,7 +410,7 @@ static __always_inline int stash(__u32 fd, __u64 buf, __u32 iovcnt, __u8 source,
 	sk = fd_to_tcp_sock(fd, &ino);
 	if (!sk)
 		return 0;
-	if (!ports_wanted(sk)) {
+	if (!socket_wanted(sk, ino, 1)) {
 		count(PBE_CNT_FILTERED, 1);
 		return 0;
 	}
@@ -546,7 +596,7 @@ int handle_exit_connect(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	if (ctx->ret == 0 || ctx->ret == -EINPROGRESS_) {
 		sk = fd_to_tcp_sock(st->fd, &ino);
-		if (sk && ports_wanted(sk))
+		if (sk && (ports_wanted(sk) || start_inference(ino)))
 			emit_conn_event(sk, ino, st->fd, PBE_KIND_CONNECT, st->enter_ns);
 	}
 	bpf_map_delete_elem(&inflight, &pid_tgid);
@@ -563,7 +613,7 @@ static __always_inline int accept_exit(long ret)
 	if (ret < 0 || !pid_wanted(pid_tgid >> 32))
 		return 0;
 	sk = fd_to_tcp_sock((__u32)ret, &ino);
-	if (sk && ports_wanted(sk))
+	if (sk && (ports_wanted(sk) || start_inference(ino)))
 		emit_conn_event(sk, ino, (__u32)ret, PBE_KIND_ACCEPT, 0);
 	return 0;
 }
@@ -592,8 +642,12 @@ int handle_enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!pid_wanted(pid_tgid >> 32))
 		return 0;
 	sk = fd_to_tcp_sock(fd, &ino);
-	if (sk && ports_wanted(sk))
+	if (!sk)
+		return 0;
+	if (socket_wanted(sk, ino, 0))
 		emit_conn_event(sk, ino, fd, PBE_KIND_CLOSE, 0);
+	if (infer)
+		bpf_map_delete_elem(&verdicts, &ino); /* the inode may be reused */
 	return 0;
 }
 

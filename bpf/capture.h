@@ -142,6 +142,27 @@ struct pbe_inflight {
 };
 PBE_STATIC_ASSERT(sizeof(struct pbe_inflight) == 48, "abi: pbe_inflight");
 
+/*
+ * Content inference for sockets on ports nobody configured: the first
+ * PBE_INFER_EVENTS data events of such a socket go to user space, which looks
+ * at the bytes and writes a verdict (keyed by socket inode) back: track it
+ * from now on, or ignore it (then it costs one map lookup per syscall).
+ */
+#define PBE_INFER_EVENTS 8
+#define PBE_MAX_VERDICTS 65536
+enum pbe_verdict_kind {
+	PBE_VERDICT_UNDECIDED = 0,
+	PBE_VERDICT_TRACK = 1,
+	PBE_VERDICT_IGNORE = 2,
+};
+
+struct pbe_verdict {
+	__u8 verdict; /* enum pbe_verdict_kind */
+	__u8 events;  /* data events sent while undecided */
+	__u8 _pad[6];
+};
+PBE_STATIC_ASSERT(sizeof(struct pbe_verdict) == 8, "abi: pbe_verdict");
+
 /* Values of the ports map: which protocol a port belongs to (user-side ids). */
 struct pbe_port_value {
 	__u8 protocol;

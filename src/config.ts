@@ -82,6 +82,8 @@ export const configSchema = z.strictObject({
   processors: z.array(processorSchema).default([]),
   /** Added to every document's `tags`. */
   tags: z.array(z.string()).default([]),
+  /** Recognise protocols by content on ports not configured for any (first bytes of each connection). */
+  infer_protocols: z.boolean().default(true),
   /** Trace only these processes (empty: every process but the agent). */
   pids: z.array(z.number().int().positive()).max(1024).default([]),
   /** Requests without a response are reported as unmatched after this long. */

@@ -1,12 +1,12 @@
 import * as os from 'node:os';
 import type { CaptureEvent } from '../capture/events';
-import { EXEC_FILENAME, EventDir, EventKind } from '../capture/layout';
+import { EXEC_FILENAME, EventDir, EventKind, INFER_EVENTS } from '../capture/layout';
 import type { CaptureSink } from '../capture/source';
 import type { Config } from '../config';
 import { ConnTable, type Conn } from '../conn/table';
 import { parseExecPayload, type ProcessCache } from '../conn/process-info';
 import { createModules, portMap } from '../protocols/registry';
-import type { ProtocolSession, ProtocolTransaction, Sender } from '../protocols/types';
+import type { ProtocolName, ProtocolSession, ProtocolTransaction, Sender } from '../protocols/types';
 import { buildDocument, monotonicToWall, type DocumentContext, type TxnDocument } from '../publish/document';
 import type { Output } from '../outputs/types';
 import { applyProcessors } from '../publish/processors';
@@ -30,6 +30,9 @@ export interface PipelineStats {
   parseErrors: number;
   /** Documents dropped by processors (drop_event). */
   dropped: number;
+  /** Sockets of unknown ports recognised by content, and those found to be none of ours. */
+  inferred: number;
+  inferIgnored: number;
   connections: number;
   joinPending: number;
 }
@@ -52,6 +55,18 @@ export interface PipelineOptions {
   now?: () => number;
   /** Monotonic ns → wall ms (a recording brings its own). */
   toWallMs?: (monoNs: number) => number;
+  /** Content-inference decisions, for the kernel's filter (once per batch). */
+  onVerdicts?: (verdicts: Array<[sockId: number, track: boolean]>) => void;
+}
+
+/** Bytes per direction looked at before content inference gives up. */
+const INFER_BYTES = 2048;
+
+/** A socket of an unknown port whose protocol is not decided yet: its first events, copied. */
+interface Inference {
+  events: CaptureEvent[];
+  client: Buffer;
+  server: Buffer;
 }
 
 interface ConnState {
@@ -81,8 +96,11 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const modules = createModules(config);
   const portProtocol = portMap(config, modules);
 
+  const inferring = new Map<Conn, Inference>();
+  let verdicts: Array<[number, boolean]> = [];
   const table = new ConnTable({
     protocolOfPort: (port) => portProtocol.get(port),
+    infer: config.infer_protocols && modules.size > 0,
     lookupProcess: (e) => processes.lookup({ pid: e.tgid, comm: e.comm, ppid: e.ppid, uid: e.uid }),
     now,
   });
@@ -102,6 +120,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     unmatched: 0,
     parseErrors: 0,
     dropped: 0,
+    inferred: 0,
+    inferIgnored: 0,
     connections: 0,
     joinPending: 0,
   };
@@ -148,7 +168,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     const first = (txn.request ?? txn.response)!;
     const base = conn.baseSeq.client;
     const view: TransactionView = {
-      protocol: conn.protocol,
+      protocol: conn.protocol!,
       side: conn.role,
       tuple: conn.tuple,
       process: conn.process,
@@ -165,7 +185,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   function stateOf(conn: Conn): ConnState {
     let state = states.get(conn);
     if (!state) {
-      const session = modules.get(conn.protocol)!.createSession({
+      const session = modules.get(conn.protocol!)!.createSession({
         onTransaction: (txn) => offer(conn, txn),
         onError: (reason, fatal) => {
           stats.parseErrors++;
@@ -180,6 +200,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
 
   /** The connection ends: flush the parser, report what never got an answer. */
   function finish(conn: Conn): void {
+    inferring.delete(conn);
     const state = states.get(conn);
     if (!state) return;
     state.session.close(monoNowNs());
@@ -193,8 +214,55 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     if (peerState && peerState.session.pending() > 0) peerState.peerClosedMs = now();
   }
 
+  /** Sender of a data event, from the socket's role and the direction. */
+  function senderOf(conn: Conn, e: CaptureEvent): Sender {
+    return (e.dir === EventDir.EGRESS) === (conn.role === 'client') ? 'client' : 'server';
+  }
+
+  /** Unknown port: collect the first bytes, ask every module, decide once. */
+  function infer(conn: Conn, e: CaptureEvent): void {
+    let inf = inferring.get(conn);
+    if (!inf) {
+      inf = { events: [], client: Buffer.alloc(0), server: Buffer.alloc(0) };
+      inferring.set(conn, inf);
+    }
+    // copies: the batch buffer is not kept alive for undecided sockets
+    inf.events.push({ ...e, payload: Buffer.from(e.payload), tail: Buffer.from(e.tail) });
+    const from = senderOf(conn, e);
+    if (e.len > 0 && inf[from].length < INFER_BYTES) {
+      inf[from] = Buffer.concat([inf[from], e.payload.subarray(0, INFER_BYTES - inf[from].length)]);
+    }
+    let decided: ProtocolName | undefined;
+    let undecided = false;
+    for (const m of modules.values()) {
+      const r = m.detect(inf.client, inf.server);
+      if (r === 'yes') {
+        decided = m.name;
+        break;
+      }
+      if (r === 'need-more') undecided = true;
+    }
+    const exhausted = inf.events.length >= INFER_EVENTS || (inf.client.length >= INFER_BYTES && inf.server.length >= INFER_BYTES);
+    if (!decided && undecided && !exhausted) return;
+    inferring.delete(conn);
+    verdicts.push([conn.sockId, decided !== undefined]);
+    if (!decided) {
+      conn.ignored = true;
+      stats.inferIgnored++;
+      return;
+    }
+    stats.inferred++;
+    conn.protocol = decided;
+    for (const held of inf.events) onData(conn, held);
+  }
+
   function onData(conn: Conn, e: CaptureEvent): void {
-    const from: Sender = (e.dir === EventDir.EGRESS) === (conn.role === 'client') ? 'client' : 'server';
+    if (conn.ignored) return;
+    if (conn.protocol === undefined) {
+      infer(conn, e);
+      return;
+    }
+    const from = senderOf(conn, e);
     const state = stateOf(conn);
     // the data was handed over at enter for sends, arrived at exit for receives
     const ts = e.dir === EventDir.EGRESS ? e.enterNs : e.tsNs;
@@ -269,6 +337,10 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     },
     onBatchEnd() {
       publish();
+      if (verdicts.length > 0) {
+        options.onVerdicts?.(verdicts);
+        verdicts = [];
+      }
     },
     tick() {
       const t = monoNowNs();

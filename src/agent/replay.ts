@@ -42,6 +42,7 @@ export async function replayCapture(file: string, config: Config, outputs: Outpu
   });
   const source = createPcapSource(buf, {
     isServerPort: (port) => ports.has(port),
+    inferUnknown: config.infer_protocols,
     onTime(ns) {
       if (baseMs === 0) baseMs = source.base.sec * 1000 + source.base.nsec / 1e6;
       clockNs = Math.max(clockNs, ns);

@@ -38,6 +38,9 @@ function statsLine(source: CaptureSource, pipeline: Pipeline, outputs: Output[],
     joined: p.joined,
     unmatched: p.unmatched,
     parse_errors: p.parseErrors,
+    inferred: p.inferred,
+    infer_ignored: p.inferIgnored,
+    dropped_by_processors: p.dropped,
     gap_bytes: p.gapBytes,
     connections: p.connections,
     kernel: k,
@@ -61,12 +64,13 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
   const outputs: Output[] = [];
   if (config.output.console.enabled) outputs.push(createConsoleOutput({ pretty: config.output.console.pretty }));
   const processes = createProcessCache();
-  const pipeline = createPipeline({ config, outputs, processes, logger });
+  const pipeline = createPipeline({ config, outputs, processes, logger, onVerdicts: (v) => source.setVerdicts?.(v) });
   let recorder: Recorder | undefined;
   const source = createEbpfSource({
     onBatch: (batch) => recorder?.write(batch),
     ports: kernelPorts(config),
     pids: config.pids,
+    infer: config.infer_protocols,
     maxPayload: config.max_payload,
     ringBytes: config.ring_buffer_bytes,
     wakeupBytes: config.wakeup_bytes,

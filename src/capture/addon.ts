@@ -7,6 +7,8 @@ export interface NativeCaptureOptions {
   maxPayload: number;
   filterPids: number;
   allPorts: number;
+  /** 1: sample sockets of unknown ports for content inference. */
+  infer: number;
   wakeupBytes: number;
   ringBytes: number;
   debug: boolean;
@@ -23,6 +25,8 @@ export interface NativeCapture {
   attach(): AttachFailure[];
   setPorts(entries: Array<[number, number]>): void;
   setPids(pids: number[]): void;
+  /** Content-inference decisions: [socket inode, 1 track | 2 ignore]. */
+  setVerdicts(verdicts: Array<[number, number]>): void;
   start(onBatch: (batch: Buffer) => void, intervalMs: number): void;
   drain(): void;
   counters(): number[];

@@ -7,6 +7,8 @@ export interface EbpfSourceOptions {
   /** Ports of interest → protocol id (the kernel's port filter). */
   ports: Array<[number, number]>;
   pids: number[];
+  /** Sample sockets of unknown ports for content inference. */
+  infer?: boolean;
   maxPayload: number;
   ringBytes: number;
   wakeupBytes: number;
@@ -65,6 +67,7 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource {
       maxPayload: options.maxPayload,
       filterPids: options.pids.length > 0 ? 1 : 0,
       allPorts: 0,
+      infer: options.infer ? 1 : 0,
       wakeupBytes: options.wakeupBytes,
       ringBytes: options.ringBytes,
       debug: options.debug ?? false,
@@ -109,6 +112,9 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource {
     },
     flush() {
       if (!closed) native.drain();
+    },
+    setVerdicts(verdicts) {
+      if (!closed && verdicts.length > 0) native.setVerdicts(verdicts.map(([id, track]) => [id, track ? 1 : 2]));
     },
     counters(): KernelCounters {
       const values = closed ? [] : native.counters();

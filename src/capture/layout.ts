@@ -5,6 +5,9 @@
  */
 export const EVENT_HEADER_SIZE = 128;
 
+/** Data events of an undecided socket the kernel sends for content inference (PBE_INFER_EVENTS). */
+export const INFER_EVENTS = 8;
+
 export const EVENT_FIELDS = {
   ts_ns: { offset: 0, size: 8 },
   enter_ns: { offset: 8, size: 8 },
@@ -62,6 +65,7 @@ export interface AddonLayout {
   payloadLimit: number;
   payloadDefault: number;
   tailLimit: number;
+  inferEvents: number;
   counterCount: number;
 }
 
@@ -71,6 +75,7 @@ export function layoutMismatches(addon: AddonLayout): string[] {
   if (addon.headerSize !== EVENT_HEADER_SIZE) {
     out.push(`header size ${addon.headerSize} != ${EVENT_HEADER_SIZE}`);
   }
+  if (addon.inferEvents !== INFER_EVENTS) out.push(`inference events ${addon.inferEvents} != ${INFER_EVENTS}`);
   if (addon.counterCount !== COUNTER_NAMES.length) {
     out.push(`counter count ${addon.counterCount} != ${COUNTER_NAMES.length}`);
   }

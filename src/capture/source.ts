@@ -15,6 +15,8 @@ export interface CaptureSource {
   /** Deliver what is buffered now (at shutdown, before close). */
   flush(): void;
   counters(): KernelCounters;
+  /** Content-inference decisions for sockets of unknown ports (kernel sources only). */
+  setVerdicts?(verdicts: Array<[sockId: number, track: boolean]>): void;
   /** Detach everything. Idempotent. */
   close(): void;
 }

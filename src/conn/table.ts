@@ -11,7 +11,10 @@ export interface Conn {
   netns: number;
   /** Which end of the connection this socket is. */
   role: Sender;
-  protocol: ProtocolName;
+  /** undefined while content inference has not decided (unknown port). */
+  protocol?: ProtocolName;
+  /** Inference decided this is none of ours: its events are dropped. */
+  ignored: boolean;
   tuple: FlowTuple;
   /** The owning process; undefined for traffic seen on the wire (pcap, AF_PACKET). */
   process?: ProcessInfo;
@@ -25,6 +28,8 @@ export interface Conn {
 export interface ConnTableOptions {
   /** Protocol of a server port. */
   protocolOfPort: (port: number) => ProtocolName | undefined;
+  /** Keep sockets of unknown ports (content inference) instead of dropping them. */
+  infer?: boolean;
   lookupProcess: (e: CaptureEvent) => ProcessInfo;
   maxConns?: number;
   now?: () => number;
@@ -65,7 +70,7 @@ export class ConnTable {
       if (!role) return undefined;
       const tuple = tupleOf(e, role);
       const protocol = this.options.protocolOfPort(tuple.serverPort);
-      if (!protocol) return undefined;
+      if (!protocol && !this.options.infer) return undefined;
       if (this.conns.size >= (this.options.maxConns ?? 262_144)) {
         const oldest = this.conns.values().next();
         if (!oldest.done) {
@@ -80,6 +85,7 @@ export class ConnTable {
         netns: e.netns,
         role,
         protocol,
+        ignored: false,
         tuple,
         process: e.tgid > 0 ? this.options.lookupProcess(e) : undefined,
         nextSeq: [undefined, undefined],
@@ -127,7 +133,9 @@ export class ConnTable {
     // a socket open before the agent started: the side on a protocol port serves
     if (this.options.protocolOfPort(e.localPort)) return 'server';
     if (this.options.protocolOfPort(e.remotePort)) return 'client';
-    return undefined;
+    if (!this.options.infer) return undefined;
+    // unknown ports, role unseen: servers usually listen on the lower port
+    return e.localPort < e.remotePort ? 'server' : 'client';
   }
 }
 

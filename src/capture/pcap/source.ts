@@ -14,6 +14,8 @@ import { decodeTcp, TCP_FIN, TCP_RST, TCP_SYN, TCP_ACK, type TcpSegment } from '
 export interface PcapSourceOptions {
   /** Is this port a server port of some protocol? Decides which end serves. */
   isServerPort: (port: number) => boolean;
+  /** Keep flows of unknown ports too (the pipeline recognises protocols by content). */
+  inferUnknown?: boolean;
   /** Segments held per direction while waiting for a hole to fill. */
   maxHeldSegments?: number;
   /** Bytes held per direction while waiting for a hole to fill. */
@@ -68,7 +70,7 @@ export interface PcapSource extends CaptureSource {
 }
 
 export function createPcapSource(file: Buffer, options: PcapSourceOptions): PcapSource {
-  const { isServerPort, maxHeldSegments = 512, maxHeldBytes = 8 * 1024 * 1024, onTime } = options;
+  const { isServerPort, inferUnknown = false, maxHeldSegments = 512, maxHeldBytes = 8 * 1024 * 1024, onTime } = options;
   const flows = new Map<string, Flow>();
   const stats: PcapStats = { packets: 0, tcpSegments: 0, notTcp: 0, retransmittedBytes: 0, reordered: 0, missingBytes: 0, ignoredFlows: 0 };
   const ignored = new Set<string>();
@@ -155,6 +157,7 @@ export function createPcapSource(file: Buffer, options: PcapSourceOptions): Pcap
     if (syn) srcIsServer = (seg.flags & TCP_ACK) !== 0;
     else if (isServerPort(seg.dstPort)) srcIsServer = false;
     else if (isServerPort(seg.srcPort)) srcIsServer = true;
+    else if (inferUnknown) srcIsServer = seg.srcPort < seg.dstPort; // servers usually listen on the lower port
     else {
       ignored.add(fwd);
       stats.ignoredFlows++;
@@ -163,7 +166,7 @@ export function createPcapSource(file: Buffer, options: PcapSourceOptions): Pcap
     const a = { ip: seg.srcIp, port: seg.srcPort };
     const b = { ip: seg.dstIp, port: seg.dstPort };
     const server = srcIsServer ? a : b;
-    if (!isServerPort(server.port)) {
+    if (!isServerPort(server.port) && !inferUnknown) {
       ignored.add(fwd);
       stats.ignoredFlows++;
       return undefined;

@@ -13,7 +13,7 @@ const REQ = Buffer.from('GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Age
 const RES = Buffer.from('HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\nhello\n');
 
 /** Fake clocks and a collecting output around a real pipeline. */
-function harness(overrides: Record<string, unknown> = {}) {
+function harness(overrides: Record<string, unknown> = {}, verdicts: Array<[number, boolean]> = []) {
   let wallMs = 1_000_000;
   let monoNs = 5e12;
   const docs: TxnDocument[] = [];
@@ -36,6 +36,7 @@ function harness(overrides: Record<string, unknown> = {}) {
     logger: createLogger('silent'),
     now: () => wallMs,
     monoNowNs: () => monoNs,
+    onVerdicts: (v) => verdicts.push(...v),
   });
   return {
     pipeline,
@@ -206,7 +207,7 @@ describe('pipeline', () => {
   });
 
   test('sockets of other ports and the inode reused by a new connection', () => {
-    const h = harness();
+    const h = harness({ infer_protocols: false });
     const p = h.pipeline;
     const other: SocketSpec = { ...CURL, sockId: 300, remotePort: 9999 };
     p.onEvent(event(other, EventKind.CONNECT, { seq: 0 }));
@@ -240,5 +241,60 @@ describe('pipeline', () => {
     }
     h.advance(2000);
     assert.ok(p.stats().parseErrors > 0);
+  });
+});
+
+describe('content inference on unconfigured ports', () => {
+  const APP: SocketSpec = { sockId: 500, tgid: 900, comm: 'app', localPort: 41000, remotePort: 9999 };
+  const SRV: SocketSpec = { sockId: 501, tgid: 901, comm: 'srv', localPort: 9999, remotePort: 41000 };
+
+  test('HTTP on port 9999 is recognised, its held events replayed, the kernel told to track', () => {
+    const verdicts: Array<[number, boolean]> = [];
+    const h = harness({}, verdicts);
+    const p = h.pipeline;
+    const t = h.mono();
+    p.onEvent(event(APP, EventKind.CONNECT, { seq: 10 }));
+    p.onEvent(event(SRV, EventKind.ACCEPT, { seq: 10 }));
+    // the request arrives in two pieces: the first is not enough to decide
+    p.onEvent(data(APP, EventDir.EGRESS, 10, REQ.subarray(0, 3), t + 1));
+    p.onEvent(data(APP, EventDir.EGRESS, 13, REQ.subarray(3), t + 2));
+    p.onEvent(data(SRV, EventDir.INGRESS, 10, REQ, t + 3));
+    p.onEvent(data(SRV, EventDir.EGRESS, 0, RES, t + 4));
+    p.onEvent(data(APP, EventDir.INGRESS, 0, RES, t + 5));
+    p.onBatchEnd();
+    assert.deepEqual(verdicts.sort(), [[500, true], [501, true]]);
+    assert.equal(h.docs.length, 1);
+    const d = h.docs[0] as Record<string, any>;
+    assert.equal(d.query, 'GET /hello');
+    assert.equal(d.destination.port, 9999);
+    assert.equal(d.source.process.name, 'app');
+    assert.equal(d.destination.process.name, 'srv');
+    assert.equal(d.event.duration, 4);
+    assert.equal(p.stats().inferred, 2);
+  });
+
+  test('bytes of no known protocol: ignored, nothing emitted, the kernel told to drop it', () => {
+    const verdicts: Array<[number, boolean]> = [];
+    const h = harness({}, verdicts);
+    const p = h.pipeline;
+    p.onEvent(event(APP, EventKind.CONNECT, { seq: 0 }));
+    p.onEvent(data(APP, EventDir.EGRESS, 0, Buffer.from('\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03', 'latin1'), h.mono()));
+    p.onEvent(data(APP, EventDir.EGRESS, 11, Buffer.from('more'), h.mono()));
+    p.onBatchEnd();
+    h.advance(2000);
+    assert.deepEqual(verdicts, [[500, false]]);
+    assert.equal(h.docs.length, 0);
+    assert.equal(p.stats().inferIgnored, 1);
+    assert.equal(p.stats().parseErrors, 0);
+  });
+
+  test('off: unknown ports are not looked at', () => {
+    const verdicts: Array<[number, boolean]> = [];
+    const h = harness({ infer_protocols: false }, verdicts);
+    h.pipeline.onEvent(event(APP, EventKind.CONNECT, { seq: 0 }));
+    h.pipeline.onEvent(data(APP, EventDir.EGRESS, 0, REQ, h.mono()));
+    h.pipeline.onBatchEnd();
+    assert.equal(h.pipeline.stats().connections, 0);
+    assert.deepEqual(verdicts, []);
   });
 });

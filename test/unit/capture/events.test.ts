@@ -5,6 +5,7 @@ import { ADDON_PATH, type CaptureBinding } from '../../../src/capture/addon';
 import { BatchFormatError, decodeBatch, encodeEvent, type CaptureEvent } from '../../../src/capture/events';
 import {
   COUNTER_NAMES,
+  INFER_EVENTS,
   EVENT_FIELDS,
   EVENT_HEADER_SIZE,
   EventDir,
@@ -219,7 +220,7 @@ describe('encodeEvent / decodeBatch', () => {
 function ourLayout(): AddonLayout {
   const fields: AddonLayout['fields'] = {};
   for (const [name, f] of Object.entries(EVENT_FIELDS)) fields[name] = { offset: f.offset, size: f.size };
-  return { fields, headerSize: EVENT_HEADER_SIZE, payloadLimit: 16384, payloadDefault: 4096, tailLimit: 256, counterCount: COUNTER_NAMES.length };
+  return { fields, headerSize: EVENT_HEADER_SIZE, payloadLimit: 16384, payloadDefault: 4096, tailLimit: 256, inferEvents: INFER_EVENTS, counterCount: COUNTER_NAMES.length };
 }
 
 describe('layoutMismatches', () => {

@@ -86,7 +86,8 @@ function translate(protocol: PcapExpectation['protocol'], t: TestExpectation, va
   // Packetbeat exports Authorization and cookies unless told not to; this agent redacts by default
   protocols.http.redact_authorization = false;
   protocols.http.redact_headers = [];
-  const top: Record<string, unknown> = { protocols };
+  // Packetbeat decodes configured ports only (no content inference)
+  const top: Record<string, unknown> = { protocols, infer_protocols: false };
   const mine = protocols[protocol];
   for (const [key, value] of Object.entries({ ...t.config, ...variant })) {
     if (IGNORED_CONFIG.has(key)) continue;
