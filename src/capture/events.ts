@@ -1,3 +1,4 @@
+import { formatIpv4, formatIpv6 } from '../util/ip';
 import { EVENT_FIELDS as F, EVENT_HEADER_SIZE, EventDir, EventKind } from './layout';
 
 /** One decoded ring-buffer event. `payload` is a view into the batch (no copy). */
@@ -38,37 +39,6 @@ const TWO_32 = 4294967296;
 
 function u64(buf: Buffer, at: number): number {
   return buf.readUInt32LE(at + 4) * TWO_32 + buf.readUInt32LE(at);
-}
-
-function ipv4(buf: Buffer, at: number): string {
-  return `${buf[at]}.${buf[at + 1]}.${buf[at + 2]}.${buf[at + 3]}`;
-}
-
-function ipv6(buf: Buffer, at: number): string {
-  // v4-mapped ::ffff:a.b.c.d is reported as the IPv4 address
-  let mapped = buf[at + 10] === 0xff && buf[at + 11] === 0xff;
-  for (let i = 0; i < 10 && mapped; i++) mapped = buf[at + i] === 0;
-  if (mapped) return ipv4(buf, at + 12);
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(buf.readUInt16BE(at + i).toString(16));
-  // compress the longest run of zero groups
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === '0') j++;
-    if (j - i > bestLen && j - i > 1) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (best < 0) return groups.join(':');
-  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
 }
 
 function cString(buf: Buffer, at: number, size: number): string {
@@ -112,9 +82,9 @@ export function decodeBatch(batch: Buffer, onEvent: (event: CaptureEvent) => voi
       seq: batch.readUInt32LE(at + F.seq.offset),
       fd: batch.readUInt32LE(at + F.fd.offset),
       family,
-      localIp: v6 ? ipv6(batch, at + F.saddr.offset) : ipv4(batch, at + F.saddr.offset),
+      localIp: v6 ? formatIpv6(batch, at + F.saddr.offset) : formatIpv4(batch, at + F.saddr.offset),
       localPort: batch.readUInt16LE(at + F.sport.offset),
-      remoteIp: v6 ? ipv6(batch, at + F.daddr.offset) : ipv4(batch, at + F.daddr.offset),
+      remoteIp: v6 ? formatIpv6(batch, at + F.daddr.offset) : formatIpv4(batch, at + F.daddr.offset),
       remotePort: batch.readUInt16LE(at + F.dport.offset),
       source: batch[at + F.source.offset],
       comm: cString(batch, at + F.comm.offset, F.comm.size),

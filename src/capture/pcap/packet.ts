@@ -1,4 +1,5 @@
 /** Link layer → IPv4/IPv6 → TCP decoding of captured packets. */
+import { formatIpv4, formatIpv6 } from '../../util/ip';
 
 export interface TcpSegment {
   family: 4 | 6;
@@ -25,27 +26,6 @@ export const LINKTYPE = { NULL: 0, ETHERNET: 1, RAW: 101, LINUX_SLL: 113, LOOP: 
 const ETH_IPV4 = 0x0800;
 const ETH_IPV6 = 0x86dd;
 const ETH_VLAN = [0x8100, 0x88a8, 0x9100];
-
-function ipv4(b: Buffer, at: number): string {
-  return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
-}
-
-function ipv6(b: Buffer, at: number): string {
-  const g: string[] = [];
-  for (let i = 0; i < 16; i += 2) g.push(b.readUInt16BE(at + i).toString(16));
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    let j = i;
-    while (j < 8 && g[j] === '0') j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j === i ? i + 1 : j;
-  }
-  return best < 0 ? g.join(':') : `${g.slice(0, best).join(':')}::${g.slice(best + bestLen).join(':')}`;
-}
 
 /** Offset and ethertype-like protocol of the network layer, or undefined. */
 function network(linktype: number, d: Buffer): { at: number; proto: number } | undefined {
@@ -103,16 +83,16 @@ export function decodeTcp(linktype: number, d: Buffer): TcpSegment | undefined {
     const fragOff = d.readUInt16BE(at + 6) & 0x1fff;
     if (d[at + 9] !== 6 || ihl < 20 || fragOff !== 0) return undefined; // TCP only, first fragment
     family = 4;
-    src = ipv4(d, at + 12);
-    dst = ipv4(d, at + 16);
+    src = formatIpv4(d, at + 12);
+    dst = formatIpv4(d, at + 16);
     tcpAt = at + ihl;
     // total 0: TSO-offloaded capture; trust the captured length
     ipEnd = total === 0 ? d.length : at + total;
   } else if (net.proto === ETH_IPV6) {
     if (d.length < at + 40 || d[at] >> 4 !== 6) return undefined;
     family = 6;
-    src = ipv6(d, at + 8);
-    dst = ipv6(d, at + 24);
+    src = formatIpv6(d, at + 8);
+    dst = formatIpv6(d, at + 24);
     ipEnd = at + 40 + d.readUInt16BE(at + 4);
     let next = d[at + 6];
     at += 40;

@@ -174,6 +174,24 @@ class Direction {
   constructor(readonly isClient: boolean) {}
 }
 
+/** The fields every message starts with, once its head is parsed. */
+function messageBase(d: Direction, head: string, version: string, headers: Array<[string, string]>, headerBytes: number) {
+  return {
+    head,
+    startNs: d.startNs,
+    streamOffset: d.msgOffset,
+    endNs: d.lastNs,
+    version,
+    headers,
+    headerBytes,
+    bodyBytes: 0,
+    contentLength: 0,
+    gapBytes: 0,
+    body: EMPTY,
+    notes: [] as string[],
+  };
+}
+
 class HttpParser implements ProtocolParser {
   private readonly maxHeaderBytes: number;
   private readonly maxBodyBytes: number;
@@ -520,25 +538,9 @@ class HttpParser implements ProtocolParser {
         return;
       }
       d.garbageReported = false;
-      const req: HttpRequest = {
-        kind: 'request',
-        head: text,
-        startNs: d.startNs,
-        streamOffset: d.msgOffset,
-        endNs: d.lastNs,
-        version,
-        headers,
-        headerBytes,
-        bodyBytes: 0,
-        contentLength: 0,
-        gapBytes: 0,
-        body: EMPTY,
-        notes: [],
-        method,
-        target,
-      };
+      const req: HttpRequest = { kind: 'request', ...messageBase(d, text, version, headers, headerBytes), method, target };
       d.msg = req;
-    d.bodyLimit = this.bodyLimit(req);
+      d.bodyLimit = this.bodyLimit(req);
       this.methods.push(method);
       const framing = this.bodyFraming(headers, true);
       if (framing === 'chunked') {
@@ -568,18 +570,7 @@ class HttpParser implements ProtocolParser {
     d.garbageReported = false;
     const res: HttpResponse = {
       kind: 'response',
-      head: text,
-      startNs: d.startNs,
-      streamOffset: d.msgOffset,
-      endNs: d.lastNs,
-      version,
-      headers,
-      headerBytes,
-      bodyBytes: 0,
-      contentLength: 0,
-      gapBytes: 0,
-      body: EMPTY,
-      notes: [],
+      ...messageBase(d, text, version, headers, headerBytes),
       statusCode,
       statusPhrase,
       closeDelimited: false,
