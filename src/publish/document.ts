@@ -2,7 +2,7 @@ import * as os from 'node:os';
 import type { ProcessInfo } from '../conn/process-info';
 import { communityId } from '../util/community-id';
 import type { ProtocolModule, ProtocolName } from '../protocols/types';
-import type { Transaction, TransactionView } from '../txn/types';
+import type { FlowTuple, Transaction, TransactionView } from '../txn/types';
 
 export const ECS_VERSION = '8.17.0';
 export const AGENT_VERSION: string = (require('../../../package.json') as { version: string }).version;
@@ -22,6 +22,43 @@ export interface DocumentContext {
 export function monotonicToWall(): (monoNs: number) => number {
   const offsetMs = Date.now() - Number(process.hrtime.bigint()) / 1e6;
   return (monoNs) => offsetMs + monoNs / 1e6;
+}
+
+// Per-connection and per-process parts are built once and shared by the
+// documents (they are only read: serialised, or copied by processors first).
+const communityIds = new WeakMap<FlowTuple, string>();
+const processDocs = new WeakMap<ProcessInfo, Record<string, unknown>>();
+const statics = new WeakMap<DocumentContext, { agent: object; host: object; ecs: object }>();
+
+function flowCommunityId(t: FlowTuple): string {
+  let id = communityIds.get(t);
+  if (id === undefined) {
+    id = communityId(t.clientIp, t.clientPort, t.serverIp, t.serverPort);
+    communityIds.set(t, id);
+  }
+  return id;
+}
+
+function processDoc(p: ProcessInfo): Record<string, unknown> {
+  let doc = processDocs.get(p);
+  if (!doc) {
+    doc = processFields(p);
+    processDocs.set(p, doc);
+  }
+  return doc;
+}
+
+function staticsOf(ctx: DocumentContext) {
+  let s = statics.get(ctx);
+  if (!s) {
+    s = {
+      agent: { type: 'packetbeat-ebpf', name: ctx.hostname, version: AGENT_VERSION },
+      host: { hostname: ctx.hostname, name: ctx.hostname, architecture: os.arch() },
+      ecs: { version: ECS_VERSION },
+    };
+    statics.set(ctx, s);
+  }
+  return s;
 }
 
 export function processFields(p: ProcessInfo): Record<string, unknown> {
@@ -53,15 +90,15 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
   if (!module) throw new Error(`no protocol module for ${main.protocol}`);
   const views = [txn.client?.txn, txn.server?.txn].filter((v) => v !== undefined);
   const proto = module.documentFields(views, { ip: t.serverIp, port: t.serverPort });
-  const start = ctx.toWallMs(main.startNs);
-  const end = ctx.toWallMs(main.endNs);
+  const start = iso(ctx.toWallMs(main.startNs));
+  const end = iso(ctx.toWallMs(main.endNs));
   const durationNs = Math.max(0, Math.round(main.endNs - main.startNs));
 
   const source: Record<string, unknown> = { ip: t.clientIp, port: t.clientPort, bytes: proto.requestBytes };
   const destination: Record<string, unknown> = { ip: t.serverIp, port: t.serverPort, bytes: proto.responseBytes };
   if (proto.domain) destination.domain = proto.domain;
   const doc: TxnDocument = {
-    '@timestamp': iso(start),
+    '@timestamp': start,
     type: main.protocol,
     status: proto.status,
     ...proto.root,
@@ -70,8 +107,8 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
       category: ['network'],
       type: ['connection', 'protocol'],
       dataset: main.protocol,
-      start: iso(start),
-      end: iso(end),
+      start,
+      end,
       duration: durationNs,
       outcome: proto.outcome,
     },
@@ -85,24 +122,26 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
       protocol: main.protocol,
       type: t.family === 6 ? 'ipv6' : 'ipv4',
       bytes: proto.requestBytes + proto.responseBytes,
-      community_id: communityId(t.clientIp, t.clientPort, t.serverIp, t.serverPort),
+      community_id: flowCommunityId(t),
     },
     related: { ip: t.clientIp === t.serverIp ? [t.clientIp] : [t.clientIp, t.serverIp] },
   };
   const clientProcess = txn.client?.process;
   const serverProcess = txn.server?.process;
-  if (clientProcess) (doc.source as Record<string, unknown>).process = processFields(clientProcess);
-  if (serverProcess) (doc.destination as Record<string, unknown>).process = processFields(serverProcess);
+  if (clientProcess) (doc.source as Record<string, unknown>).process = processDoc(clientProcess);
+  if (serverProcess) (doc.destination as Record<string, unknown>).process = processDoc(serverProcess);
   // process.* is the serving process when known (as Packetbeat prefers the destination)
   const owner = serverProcess ?? clientProcess;
-  if (owner) doc.process = processFields(owner);
+  if (owner) doc.process = processDoc(owner);
   const containerId = serverProcess?.containerId ?? clientProcess?.containerId;
   if (containerId) doc.container = { id: containerId };
   // one view may have missed what the other saw: a complete exchange is not "unmatched"
-  const notes = [...new Set([...(txn.client?.txn.notes ?? []), ...(txn.server?.txn.notes ?? [])])].filter(
-    (n) => !proto.matched || !n.startsWith('Unmatched'),
-  );
-  if (notes.length > 0) doc.error = { message: notes.length === 1 ? notes[0] : notes };
+  const clientNotes = txn.client?.txn.notes ?? [];
+  const serverNotes = txn.server?.txn.notes ?? [];
+  if (clientNotes.length + serverNotes.length > 0) {
+    const notes = [...new Set([...clientNotes, ...serverNotes])].filter((n) => !proto.matched || !n.startsWith('Unmatched'));
+    if (notes.length > 0) doc.error = { message: notes.length === 1 ? notes[0] : notes };
+  }
   // which sockets saw it; 'wire' when it was seen in packets, by no socket
   const seenBy = (v: TransactionView | undefined, side: string) => v && (v.process ? side : 'wire');
   const ebpf: Record<string, unknown> = { views: [seenBy(txn.client, 'client'), seenBy(txn.server, 'server')].filter(Boolean) };
@@ -115,8 +154,9 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
     if (extra && typeof extra === 'object') doc[key] = { ...(doc[key] as object), ...(extra as object) };
   }
   if (ctx.tags.length > 0) doc.tags = [...ctx.tags];
-  doc.agent = { type: 'packetbeat-ebpf', name: ctx.hostname, version: AGENT_VERSION };
-  doc.host = { hostname: ctx.hostname, name: ctx.hostname, architecture: os.arch() };
-  doc.ecs = { version: ECS_VERSION };
+  const shared = staticsOf(ctx);
+  doc.agent = shared.agent;
+  doc.host = shared.host;
+  doc.ecs = shared.ecs;
   return doc;
 }

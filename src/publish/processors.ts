@@ -127,7 +127,9 @@ const ALWAYS_KEPT = ['@timestamp', 'type'];
 
 /** Run the processors in order; undefined when the document is dropped. */
 export function applyProcessors(doc: Doc, processors: readonly ProcessorConfig[]): Doc | undefined {
-  let out = doc;
+  if (processors.length === 0) return doc;
+  // documents share per-process and per-host parts: never edit them in place
+  let out = processors.some((p) => 'drop_fields' in p) ? structuredClone(doc) : doc;
   for (const p of processors) {
     if ('drop_event' in p) {
       if (!p.drop_event.when || matches(out, p.drop_event.when)) return undefined;
