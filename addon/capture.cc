@@ -22,9 +22,11 @@ extern "C" {
 namespace {
 
 // Batches handed to JavaScript stop growing past this many bytes.
-constexpr size_t kBatchBytes = 4 * 1024 * 1024;
+constexpr size_t kBatchBytes = 1024 * 1024;
 // Sentinel returned by the sample callback when the batch is full.
 constexpr int kBatchFull = -ENOSPC;
+// Full batches handed over per wake-up before the event loop gets a turn (timers, outputs).
+constexpr int kBatchesPerTurn = 2;
 
 // libbpf's messages go to a bounded buffer; errors carry its tail.
 std::string g_libbpf_log;
@@ -82,6 +84,8 @@ class Capture : public Napi::ObjectWrap<Capture> {
                            InstanceMethod("setVerdicts", &Capture::SetVerdicts),
                            InstanceMethod("start", &Capture::Start),
                            InstanceMethod("drain", &Capture::Drain),
+                           InstanceMethod("pause", &Capture::Pause),
+                           InstanceMethod("resume", &Capture::Resume),
                            InstanceMethod("counters", &Capture::Counters),
                            InstanceMethod("programs", &Capture::Programs),
                            InstanceMethod("close", &Capture::Close),
@@ -245,7 +249,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
       return env.Undefined();
     }
     on_batch_ = Napi::Persistent(info[0].As<Napi::Function>());
-    uint64_t interval = info[1].As<Napi::Number>().Uint32Value();
+    interval_ = info[1].As<Napi::Number>().Uint32Value();
     rb_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), OnSample, this, nullptr);
     if (!rb_) {
       ThrowErrno(env, "create ring buffer reader", errno);
@@ -257,14 +261,34 @@ class Capture : public Napi::ObjectWrap<Capture> {
     timer_ = new uv_timer_t;
     uv_poll_init(loop, poll_, ring_buffer__epoll_fd(rb_));
     poll_->data = this;
+    uv_timer_init(loop, timer_);
+    timer_->data = this;
+    StartWatching();
+    return env.Undefined();
+  }
+
+  void StartWatching() {
     uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* h, int, int) {
       static_cast<Capture*>(h->data)->DrainToJs();
     });
-    uv_timer_init(loop, timer_);
-    timer_->data = this;
     uv_timer_start(timer_, [](uv_timer_t* h) { static_cast<Capture*>(h->data)->DrainToJs(); },
-                   interval, interval);
-    return env.Undefined();
+                   interval_, interval_);
+  }
+
+  // pause(): stop draining (backpressure: the ring buffer holds, then the kernel counts drops).
+  Napi::Value Pause(const Napi::CallbackInfo& info) {
+    if (poll_ && !paused_) {
+      uv_poll_stop(poll_);
+      uv_timer_stop(timer_);
+    }
+    paused_ = true;
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Resume(const Napi::CallbackInfo& info) {
+    if (poll_ && paused_) StartWatching();
+    paused_ = false;
+    return info.Env().Undefined();
   }
 
   // drain(): consume what is in the ring buffer now (batches go to onBatch).
@@ -291,7 +315,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
     if (!rb_ || draining_) return;
     draining_ = true;
     Napi::Env env = Env();
-    for (;;) {
+    for (int turn = 0; turn < kBatchesPerTurn; turn++) {
       int r = ring_buffer__consume(rb_);
       if (!batch_.empty()) {
         Napi::HandleScope scope(env);
@@ -304,7 +328,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
           break;
         }
       }
-      if (r != kBatchFull || !rb_) break;
+      if (r != kBatchFull || !rb_ || paused_) break;
     }
     draining_ = false;
   }
@@ -406,6 +430,8 @@ class Capture : public Napi::ObjectWrap<Capture> {
   Napi::FunctionReference on_batch_;
   std::vector<uint8_t> batch_;
   bool draining_ = false;
+  bool paused_ = false;
+  uint64_t interval_ = 20;
   bool cleanup_hook_ = false;
   Napi::Env::CleanupHook<void (*)(Capture*), Capture> cleanup_;
 };

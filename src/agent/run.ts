@@ -23,7 +23,13 @@ export function kernelPorts(config: Config): Array<[number, number]> {
   return [...portMap(config, createModules(config))].map(([port, name]) => [port, PROTOCOL_IDS[name]]);
 }
 
-function statsLine(source: CaptureSource, pipeline: Pipeline, outputs: Output[], prev: { at: number; events: number; txns: number }) {
+function statsLine(
+  source: CaptureSource,
+  pipeline: Pipeline,
+  outputs: Output[],
+  prev: { at: number; events: number; txns: number },
+  backpressure: { pauses: number },
+) {
   const k = source.counters();
   const p = pipeline.stats();
   const now = Date.now();
@@ -45,6 +51,7 @@ function statsLine(source: CaptureSource, pipeline: Pipeline, outputs: Output[],
     connections: p.connections,
     kernel: k,
     queue_depth: p.joinPending + outputs.reduce((n, o) => n + o.stats().queued, 0),
+    capture_pauses: backpressure.pauses,
     outputs: Object.fromEntries(outputs.map((o) => [o.name, o.stats()])),
   };
   prev.at = now;
@@ -89,11 +96,12 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
   const prev = { at: Date.now(), events: 0, txns: 0 };
+  const backpressure = { pauses: 0 };
 
   const tick = setInterval(() => pipeline.tick(), TICK_MS);
   const statsTimer =
     config.stats_interval_s > 0
-      ? setInterval(() => log.info({ stats: statsLine(source, pipeline, outputs, prev) }, 'stats'), config.stats_interval_s * 1000)
+      ? setInterval(() => log.info({ stats: statsLine(source, pipeline, outputs, prev, backpressure) }, 'stats'), config.stats_interval_s * 1000)
       : undefined;
 
   const stop = (reason: string, code = 0): Promise<void> => {
@@ -103,7 +111,7 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
       try {
         source.flush();
         pipeline.flush();
-        log.info({ reason, stats: statsLine(source, pipeline, outputs, prev) }, 'stopping');
+        log.info({ reason, stats: statsLine(source, pipeline, outputs, prev, backpressure) }, 'stopping');
       } finally {
         source.close();
         recorder?.close();
@@ -126,8 +134,26 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
     void stop('uncaught exception', 1);
   });
 
+  // backpressure: when an output is full, stop draining until it has written its backlog
+  let paused = false;
+  const sink = {
+    onEvent: (e: Parameters<typeof pipeline.onEvent>[0]) => pipeline.onEvent(e),
+    onBatchEnd() {
+      pipeline.onBatchEnd();
+      const full = outputs.filter((o) => o.full?.());
+      if (full.length > 0 && !paused && source.pause) {
+        paused = true;
+        backpressure.pauses++;
+        source.pause();
+        void Promise.all(full.map((o) => o.flush())).then(() => {
+          paused = false;
+          if (!stopping) source.resume?.();
+        });
+      }
+    },
+  };
   try {
-    source.start(pipeline);
+    source.start(sink);
   } catch (err) {
     source.close();
     throw err instanceof CaptureStartError ? err : new CaptureStartError(`failed to start capture: ${(err as Error).message}`, undefined);

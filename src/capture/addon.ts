@@ -29,6 +29,9 @@ export interface NativeCapture {
   setVerdicts(verdicts: Array<[number, number]>): void;
   start(onBatch: (batch: Buffer) => void, intervalMs: number): void;
   drain(): void;
+  /** Stop / restart draining (backpressure from the outputs). */
+  pause(): void;
+  resume(): void;
   counters(): number[];
   programs(): number[];
   close(): void;

@@ -113,6 +113,12 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource {
     flush() {
       if (!closed) native.drain();
     },
+    pause() {
+      if (!closed) native.pause();
+    },
+    resume() {
+      if (!closed) native.resume();
+    },
     setVerdicts(verdicts) {
       if (!closed && verdicts.length > 0) native.setVerdicts(verdicts.map(([id, track]) => [id, track ? 1 : 2]));
     },

@@ -15,6 +15,9 @@ export interface CaptureSource {
   /** Deliver what is buffered now (at shutdown, before close). */
   flush(): void;
   counters(): KernelCounters;
+  /** Stop delivering events for now (outputs are full); the source buffers or counts losses. */
+  pause?(): void;
+  resume?(): void;
   /** Content-inference decisions for sockets of unknown ports (kernel sources only). */
   setVerdicts?(verdicts: Array<[sockId: number, track: boolean]>): void;
   /** Detach everything. Idempotent. */

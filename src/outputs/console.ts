@@ -4,6 +4,8 @@ import type { Output, OutputStats } from './types';
 export interface ConsoleOutputOptions {
   stream?: Writable;
   pretty?: boolean;
+  /** Past this many bytes waiting in the stream, the capture pauses (backpressure). */
+  highWaterBytes?: number;
   /** Bytes allowed to wait in the stream before documents are dropped (and counted). */
   maxQueuedBytes?: number;
 }
@@ -12,7 +14,8 @@ export interface ConsoleOutputOptions {
 export function createConsoleOutput({
   stream = process.stdout,
   pretty = false,
-  maxQueuedBytes = 64 * 1024 * 1024,
+  highWaterBytes = 8 * 1024 * 1024,
+  maxQueuedBytes = 256 * 1024 * 1024,
 }: ConsoleOutputOptions = {}): Output {
   const stats: OutputStats = { published: 0, dropped: 0, queued: 0 };
   let broken = false;
@@ -36,6 +39,7 @@ export function createConsoleOutput({
       if (broken || stream.writableLength === 0) return Promise.resolve();
       return new Promise((resolve) => stream.once('drain', () => resolve()));
     },
+    full: () => !broken && stream.writableLength > highWaterBytes,
     stats: () => ({ ...stats, queued: stream.writableLength }),
   };
 }

@@ -13,5 +13,7 @@ export interface Output {
   publish(docs: TxnDocument[]): void;
   /** Resolves when what was published so far is delivered (or given up on). */
   flush(): Promise<void>;
+  /** True while the output holds more than it should: the capture pauses until `flush` resolves. */
+  full?(): boolean;
   stats(): OutputStats;
 }
