@@ -99,19 +99,15 @@ interface AgentRound extends WrkResult {
   mbPerS: number;
 }
 
-async function agentRound(seconds: number): Promise<AgentRound> {
+async function agentRound(seconds: number, dir: string): Promise<AgentRound> {
+  // documents go to a file (a slow reader would only measure itself), checked afterwards
+  const docsFile = path.join(dir, 'docs.ndjson');
+  const fd = fs.openSync(docsFile, 'w');
   const child = spawn(process.execPath, [path.join(REPO, 'bin/packetbeat-ebpf'), 'run', '--ports', `http=${PORT}`, '--stats-interval', '0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', fd, 'pipe'],
   });
-  let transactions = 0;
-  let wrong = 0;
+  fs.closeSync(fd);
   let last: Record<string, any> = {};
-  // count documents and check each one against what wrk sent
-  readline.createInterface({ input: child.stdout! }).on('line', (l) => {
-    transactions++;
-    const d = JSON.parse(l) as Record<string, any>;
-    if (d.method !== 'GET' || d.url?.path !== '/hello' || d.http?.response?.status_code !== 200) wrong++;
-  });
   const stderr = readline.createInterface({ input: child.stderr! });
   const ready = new Promise<void>((resolve) =>
     stderr.on('line', (l) => {
@@ -130,7 +126,16 @@ async function agentRound(seconds: number): Promise<AgentRound> {
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGINT');
   await exited;
-  await new Promise((r) => setTimeout(r, 200));
+  // every document is checked against what wrk sent
+  let transactions = 0;
+  let wrong = 0;
+  for (const l of fs.readFileSync(docsFile, 'utf8').split('\n')) {
+    if (!l) continue;
+    transactions++;
+    const d = JSON.parse(l) as Record<string, any>;
+    if (d.method !== 'GET' || d.url?.path !== '/hello' || d.http?.response?.status_code !== 200) wrong++;
+  }
+  fs.rmSync(docsFile);
   return {
     ...w,
     transactions,
@@ -170,7 +175,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < ROUNDS; i++) {
       const off = wrk(SECONDS);
       const floor = await floorRound(SECONDS);
-      const agent = await agentRound(SECONDS);
+      const agent = await agentRound(SECONDS, dir);
       rounds.push({ off, floor, agent });
       process.stderr.write(
         `round ${i + 1}/${ROUNDS}: off ${off.rps.toFixed(0)} rps, floor ${floor.rps.toFixed(0)}, agent ${agent.rps.toFixed(0)} ` +

@@ -1,11 +1,17 @@
 import type { Config } from '../config';
 import { createHttpModule } from './http';
+import { createPgsqlModule } from './pgsql';
 import type { ProtocolModule, ProtocolName } from './types';
 
 /** The protocol modules enabled by the configuration (only those with a decoder). */
 export function createModules(config: Config): Map<ProtocolName, ProtocolModule> {
   const modules = new Map<ProtocolName, ProtocolModule>();
-  if (config.protocols.http.enabled) modules.set('http', createHttpModule(config.protocols.http) as ProtocolModule);
+  const { http, pgsql } = config.protocols;
+  if (http.enabled) modules.set('http', createHttpModule(http) as ProtocolModule);
+  if (pgsql.enabled) {
+    const options = { sendRequest: pgsql.send_request, sendResponse: pgsql.send_response, maxRows: pgsql.max_rows, maxRowLength: pgsql.max_row_length };
+    modules.set('pgsql', createPgsqlModule(options) as ProtocolModule);
+  }
   return modules;
 }
 

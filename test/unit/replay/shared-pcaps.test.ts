@@ -173,6 +173,7 @@ const OTHER: Record<string, (docs: Doc[], t: TestExpectation) => void> = {
   'every event: re.search(r"[Aa]uthorization:\\*+", request) matches': (docs) => {
     for (const d of docs) assert.match(String(d.request), /[Aa]uthorization:\*+/);
   },
+  'mysql.num_rows > 1': (docs) => assert.ok((docs[0]['mysql.num_rows'] as number) > 1, String(docs[0]['mysql.num_rows'])),
   'all remaining events have http.response.status_code > 300': (docs) => {
     for (const d of docs) assert.ok((d['http.response.status_code'] as number) > 300);
   },
@@ -183,7 +184,19 @@ const OTHER: Record<string, (docs: Doc[], t: TestExpectation) => void> = {
     },
 };
 
+/** "N lines; each of lines[K:] has length L": the CSV in `response` (database captures). */
+function checkResponseLines(text: string, docs: Doc[]): boolean {
+  const count = /(\d+) lines/.exec(text);
+  if (!count) return false;
+  const lines = String(docs[0].response ?? '').trim().split('\n');
+  assert.equal(lines.length, Number(count[1]), `response lines:\n${lines.join('\n')}`);
+  const each = /each of lines\[(\d+):\] has length (\d+)/.exec(text);
+  if (each) for (const l of lines.slice(Number(each[1]))) assert.equal(l.length, Number(each[2]), `line: ${l}`);
+  return true;
+}
+
 function checkOther(text: string, docs: Doc[], t: TestExpectation): void {
+  if (checkResponseLines(text, docs)) return;
   const check = OTHER[text];
   if (!check) throw new Error(`expectation stated in words has no check here: ${text}`);
   check(docs, t);
