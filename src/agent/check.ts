@@ -63,7 +63,11 @@ export function checkKernel(probe: () => KernelProbe = () => loadBinding().probe
     {
       name: 'syscall tracepoints',
       available: p?.tracepoint === 1 && syscallTps,
-      detail: !tracefs ? 'tracefs is not mounted and could not be mounted' : syscallTps ? `${probeText(p?.tracepoint)}; ${tracefs}/events/syscalls` : 'no syscalls/ events (CONFIG_FTRACE_SYSCALLS off)',
+      detail: !tracefs
+        ? root
+          ? 'tracefs is not mounted and could not be mounted'
+          : 'tracefs is not readable without root'
+        : syscallTps ? `${probeText(p?.tracepoint)}; ${tracefs}/events/syscalls` : 'no syscalls/ events (CONFIG_FTRACE_SYSCALLS off)',
     },
     {
       name: 'kprobes',
