@@ -16,8 +16,9 @@ import type { Logger } from '../util/logger';
 
 /** How often timers run (ms): transaction timeouts, join windows, idle connections. */
 export const TICK_MS = 100;
-/** A connection with no event for this long is forgotten. */
+/** A connection with no event for this long is forgotten (checked every IDLE_SWEEP_MS). */
 const IDLE_CONN_MS = 5 * 60_000;
+const IDLE_SWEEP_MS = 5_000;
 
 export interface PipelineStats {
   events: number;
@@ -97,6 +98,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const portProtocol = portMap(config, modules);
 
   const inferring = new Map<Conn, Inference>();
+  let lastIdleSweepMs = now();
   let verdicts: Array<[number, boolean]> = [];
   const table = new ConnTable({
     protocolOfPort: (port) => portProtocol.get(port),
@@ -356,9 +358,12 @@ export function createPipeline(options: PipelineOptions): Pipeline {
           withPending.delete(conn);
         }
       }
-      for (const conn of [...table.idle(IDLE_CONN_MS)]) {
-        finish(conn);
-        table.remove(conn);
+      if (now() - lastIdleSweepMs >= IDLE_SWEEP_MS) {
+        lastIdleSweepMs = now();
+        for (const conn of table.idle(IDLE_CONN_MS)) {
+          finish(conn);
+          table.remove(conn);
+        }
       }
       joiner.tick();
       processes.sweep();

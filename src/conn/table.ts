@@ -23,6 +23,9 @@ export interface Conn {
   /** Sequence number of the first byte the parser saw, per sender. */
   baseSeq: { client?: number; server?: number };
   lastSeenMs: number;
+  /** Keys of this socket and of its peer in the tuple index (computed once). */
+  key: string;
+  peerKey: string;
 }
 
 export interface ConnTableOptions {
@@ -72,11 +75,13 @@ export class ConnTable {
       const protocol = this.options.protocolOfPort(tuple.serverPort);
       if (!protocol && !this.options.infer) return undefined;
       if (this.conns.size >= (this.options.maxConns ?? 262_144)) {
-        const oldest = this.conns.values().next();
-        if (!oldest.done) {
+        // full: the least recently seen connection goes (a rare, whole-table scan)
+        let oldest: Conn | undefined;
+        for (const c of this.conns.values()) if (!oldest || c.lastSeenMs < oldest.lastSeenMs) oldest = c;
+        if (oldest) {
           this.evictions++;
-          this.remove(oldest.value);
-          onEvict(oldest.value);
+          this.remove(oldest);
+          onEvict(oldest);
         }
       }
       conn = {
@@ -91,13 +96,12 @@ export class ConnTable {
         nextSeq: [undefined, undefined],
         baseSeq: {},
         lastSeenMs: now,
+        key: tupleKey(tuple, role),
+        peerKey: tupleKey(tuple, role === 'client' ? 'server' : 'client'),
       };
       this.conns.set(e.sockId, conn);
-      this.byTuple.set(tupleKey(conn.tuple, conn.role), conn);
+      this.byTuple.set(conn.key, conn);
     } else {
-      // keep LRU order for eviction
-      this.conns.delete(e.sockId);
-      this.conns.set(e.sockId, conn);
       conn.lastSeenMs = now;
     }
     return conn;
@@ -105,22 +109,20 @@ export class ConnTable {
 
   /** The socket at the other end of this connection, when it is on this host and seen. */
   peerOf(conn: Conn): Conn | undefined {
-    return this.byTuple.get(tupleKey(conn.tuple, conn.role === 'client' ? 'server' : 'client'));
+    return this.byTuple.get(conn.peerKey);
   }
 
   remove(conn: Conn): void {
     if (this.conns.get(conn.sockId) === conn) this.conns.delete(conn.sockId);
-    const k = tupleKey(conn.tuple, conn.role);
-    if (this.byTuple.get(k) === conn) this.byTuple.delete(k);
+    if (this.byTuple.get(conn.key) === conn) this.byTuple.delete(conn.key);
   }
 
-  /** Connections idle for longer than `idleMs` (oldest first). */
-  *idle(idleMs: number): Iterable<Conn> {
+  /** Connections idle for longer than `idleMs`. */
+  idle(idleMs: number): Conn[] {
     const t = (this.options.now ?? Date.now)();
-    for (const c of this.conns.values()) {
-      if (t - c.lastSeenMs < idleMs) break;
-      yield c;
-    }
+    const out: Conn[] = [];
+    for (const c of this.conns.values()) if (t - c.lastSeenMs >= idleMs) out.push(c);
+    return out;
   }
 
   *all(): Iterable<Conn> {
