@@ -65,9 +65,7 @@ export const configSchema = z.strictObject({
   protocols: z
     .strictObject({
       http: http.prefault({}),
-      mysql: protocol(DEFAULT_PORTS.mysql)
-        .extend({ ...sendOptions, ...rowOptions, statement_timeout_ms: z.number().int().min(0).default(3_600_000) })
-        .prefault({}),
+      mysql: protocol(DEFAULT_PORTS.mysql).extend({ ...sendOptions, ...rowOptions }).prefault({}),
       pgsql: protocol(DEFAULT_PORTS.pgsql).extend({ ...sendOptions, ...rowOptions }).prefault({}),
       redis: protocol(DEFAULT_PORTS.redis)
         .extend({

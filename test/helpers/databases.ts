@@ -69,3 +69,51 @@ export async function startPostgres(port: number, { ssl = false }: { ssl?: boole
     },
   };
 }
+
+/** A private MariaDB (Debian's mariadb-server) on 127.0.0.1:port, root without password. */
+export async function startMariadb(port: number): Promise<RunningDatabase> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-mariadb-'));
+  const data = path.join(dir, 'data');
+  mustRun('mariadb-install-db', ['--user=root', `--datadir=${data}`, '--auth-root-authentication-method=normal', '--skip-test-db']);
+  const child = spawn(
+    'mariadbd',
+    [
+      '--no-defaults',
+      '--user=root',
+      `--datadir=${data}`,
+      `--socket=${path.join(dir, 's.sock')}`,
+      `--port=${port}`,
+      '--bind-address=127.0.0.1',
+      '--skip-name-resolve',
+      `--pid-file=${path.join(dir, 'pid')}`,
+      '--skip-log-bin',
+    ],
+    { stdio: 'ignore' },
+  );
+  await waitFor(`mariadbd on ${port}`, () => spawnSync('mysql', ['-h', '127.0.0.1', '-P', String(port), '-uroot', '-e', 'select 1']).status === 0);
+  return {
+    port,
+    pid: child.pid!,
+    dir,
+    async stop() {
+      await stopChild(child);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A private redis-server (Debian's package) on 127.0.0.1:port, nothing persisted. */
+export async function startRedis(port: number): Promise<RunningDatabase> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-redis-'));
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  await waitFor(`redis-server on ${port}`, () => spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout?.trim() === 'PONG');
+  return {
+    port,
+    pid: child.pid!,
+    dir,
+    async stop() {
+      await stopChild(child);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -55,7 +55,6 @@ describe('validateConfig: defaults', () => {
       send_response: false,
       max_rows: 10,
       max_row_length: 1024,
-      statement_timeout_ms: 3_600_000,
     });
     assert.deepEqual(c.protocols.pgsql, { enabled: true, ports: [5432], send_request: false, send_response: false, max_rows: 10, max_row_length: 1024 });
     assert.deepEqual(c.protocols.redis, {

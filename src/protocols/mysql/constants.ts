@@ -2,6 +2,8 @@
 
 /** Capability flags (HandshakeV10 / HandshakeResponse41). */
 export const CAP = {
+  /** MariaDB: set by MySQL peers; clear means MariaDB's extended capabilities are exchanged. */
+  CLIENT_MYSQL: 0x00000001,
   CONNECT_WITH_DB: 0x00000008,
   COMPRESS: 0x00000020,
   LOCAL_FILES: 0x00000080,
@@ -18,6 +20,15 @@ export const CAP = {
   OPTIONAL_RESULTSET_METADATA: 0x02000000,
   ZSTD_COMPRESSION: 0x04000000,
   QUERY_ATTRIBUTES: 0x08000000,
+} as const;
+
+/** MariaDB extended capabilities (HandshakeV10 reserved bytes / HandshakeResponse41 filler). */
+export const MARIADB_CAP = {
+  PROGRESS: 1 << 0,
+  COM_MULTI: 1 << 1,
+  STMT_BULK_OPERATIONS: 1 << 2,
+  EXTENDED_METADATA: 1 << 3,
+  CACHE_METADATA: 1 << 4,
 } as const;
 
 /** Server status flags (OK / EOF packets). */

@@ -55,6 +55,25 @@ const NOT_APPLICABLE: Record<string, string> = {
     'asserts a Packetbeat log line about its /proc watcher; replay here never attributes processes (wire traffic)',
 };
 
+/**
+ * Where Packetbeat's expectation encodes one of its bugs, this agent does
+ * better; the test says how, and checks the better result instead.
+ */
+const DOES_BETTER: Record<string, { why: string; check: (docs: Doc[]) => void }> = {
+  'mysql_connection.pcap': {
+    why:
+      'the session uses CLIENT_DEPRECATE_EOF; Packetbeat misreads the first result set (elastic/beats#18739), pairs SELECT DATABASE() ' +
+      'with the wrong response and loses the rest, hence its count of 1. All six commands are real transactions.',
+    check: (docs) => {
+      assert.deepEqual(
+        docs.map((d) => d.query),
+        ['select @@version_comment limit 1', 'CREATE DATABASE test', 'SELECT DATABASE()', 'USE test', 'SHOW TABLES', 'DROP DATABASE test'],
+      );
+      for (const d of docs) assert.equal(d.status, 'OK', String(d.query));
+    },
+  },
+};
+
 /** Beats processors written in prose in expectations.json, in this agent's config form. */
 const PROCESSORS: Record<string, unknown[]> = {
   test_include_fields_with_cond: [
@@ -323,7 +342,13 @@ describe('Packetbeat test captures (../shared/pcaps)', () => {
           return;
         }
         const docs = await replay(file, translate(exp.protocol, t, {}));
-        checkTest(pcap, exp, t, docs);
+        const better = DOES_BETTER[pcap];
+        if (better) better.check(docs);
+        else checkTest(pcap, exp, t, docs);
+        if (pcap === 'mysql_with_gap.pcap') {
+          // beyond the expectation: the rows after the lost bytes are found again (Packetbeat stops at the gap)
+          assert.ok((docs[0]['mysql.num_rows'] as number) > 300, String(docs[0]['mysql.num_rows']));
+        }
       });
     });
   }
