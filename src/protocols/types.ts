@@ -84,6 +84,8 @@ export interface DocumentFields {
   responseBytes: number;
   /** destination.domain (e.g. from the Host header) */
   domain?: string;
+  /** event.action (e.g. "redis.get") */
+  action?: string;
   /** Root fields (method, query, path, ...). */
   root: Record<string, unknown>;
   /** Namespaced fields (http.*, url.*, pgsql.*, db.*, ...). */

@@ -111,6 +111,7 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
       end,
       duration: durationNs,
       outcome: proto.outcome,
+      ...(proto.action ? { action: proto.action } : {}),
     },
     ...proto.fields,
     source: { ...source },

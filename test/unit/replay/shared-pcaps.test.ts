@@ -10,7 +10,6 @@ import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { replayCapture } from '../../../src/agent/replay';
 import { validateConfig } from '../../../src/config';
-import { createModules } from '../../../src/protocols/registry';
 import type { Output } from '../../../src/outputs/types';
 import type { TxnDocument } from '../../../src/publish/document';
 import { createLogger } from '../../../src/util/logger';
@@ -300,13 +299,6 @@ function checkTest(pcap: string, exp: PcapExpectation, t: TestExpectation, docs:
   }
 }
 
-/**
- * Protocols whose decoder has not landed yet (issue 3, in progress). Their captures
- * are listed as failing by name below; an entry must go when its decoder is
- * registered (the test checks), so nothing stays excluded silently.
- */
-const DECODER_NOT_LANDED = new Set<string>(['mysql', 'pgsql', 'redis'].filter((p) => !createModules(validateConfig({}, 'defaults')).has(p as never)));
-
 const expectations = fs.existsSync(path.join(SHARED, 'expectations.json'))
   ? (JSON.parse(fs.readFileSync(path.join(SHARED, 'expectations.json'), 'utf8')) as { pcaps: Record<string, PcapExpectation> }).pcaps
   : undefined;
@@ -322,12 +314,6 @@ describe('Packetbeat test captures (../shared/pcaps)', () => {
       const reason = NOT_APPLICABLE[t.test];
       if (reason) {
         test(`${name}: not applicable`, () => assert.ok(reason.length > 0));
-        return;
-      }
-      if (DECODER_NOT_LANDED.has(exp.protocol)) {
-        test(`${name}: ${exp.protocol} decoder not landed yet (issue 3)`, { todo: `${exp.protocol} decoder` }, () => {
-          assert.fail(`${exp.protocol} is not decoded yet`);
-        });
         return;
       }
       const varies = t.config.send_request === 'varies';
