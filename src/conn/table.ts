@@ -75,13 +75,12 @@ export class ConnTable {
       const protocol = this.options.protocolOfPort(tuple.serverPort);
       if (!protocol && !this.options.infer) return undefined;
       if (this.conns.size >= (this.options.maxConns ?? 262_144)) {
-        // full: the least recently seen connection goes (a rare, whole-table scan)
-        let oldest: Conn | undefined;
-        for (const c of this.conns.values()) if (!oldest || c.lastSeenMs < oldest.lastSeenMs) oldest = c;
-        if (oldest) {
+        // full: the oldest connection goes (insertion order: O(1) even under a connection flood)
+        const oldest = this.conns.values().next();
+        if (!oldest.done) {
           this.evictions++;
-          this.remove(oldest);
-          onEvict(oldest);
+          this.remove(oldest.value);
+          onEvict(oldest.value);
         }
       }
       conn = {
