@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { createHttpParser } from '../../../../src/protocols/http/parser';
 import type { HttpMessage, HttpParserOptions, HttpRequest, HttpResponse } from '../../../../src/protocols/http/types';
 import type { ProtocolParser, Sender } from '../../../../src/protocols/types';
+import { prng } from '../../../helpers/session-ops';
 
 // ---- fixtures (bytes as real clients/servers send them) ---------------------
 
@@ -101,17 +102,6 @@ function res(m: HttpMessage | undefined): HttpResponse {
   return m as HttpResponse;
 }
 
-/** mulberry32: small deterministic PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---- tests ---------------------------------------------------------------------
 

@@ -1,33 +1,15 @@
 /** Drives a MySQL session with feeds and gaps and collects what it reports. */
 import { createMysqlSession } from '../../../../src/protocols/mysql/session';
 import type { MysqlData, MysqlSessionOptions } from '../../../../src/protocols/mysql/types';
-import type { ProtocolSession, ProtocolTransaction, Sender } from '../../../../src/protocols/types';
+import type { ProtocolTransaction, Sender } from '../../../../src/protocols/types';
+import { apply, newSessionRun, type Op, type Run as SessionRun } from '../../../helpers/session-ops';
 
-export type Op =
-  | { op: 'feed'; from: Sender; data: Buffer; ts: number }
-  | { op: 'gap'; from: Sender; length: number; ts: number; lost: boolean }
-  | { op: 'end'; from: Sender; ts: number };
-
-export interface Run {
-  session: ProtocolSession;
-  txns: Array<ProtocolTransaction<MysqlData>>;
-  errors: Array<[string, boolean]>;
-}
+export type { Op } from '../../../helpers/session-ops';
+export { apply } from '../../../helpers/session-ops';
+export type Run = SessionRun<MysqlData>;
 
 export function newRun(options?: MysqlSessionOptions): Run {
-  const txns: Array<ProtocolTransaction<MysqlData>> = [];
-  const errors: Array<[string, boolean]> = [];
-  const session = createMysqlSession({ onTransaction: (t) => txns.push(t), onError: (r, f) => errors.push([r, f]) }, options);
-  return { session, txns, errors };
-}
-
-export function apply(run: Run, ops: Op[]): Run {
-  for (const o of ops) {
-    if (o.op === 'feed') run.session.feed(o.from, o.data, o.ts);
-    else if (o.op === 'gap') run.session.gap(o.from, o.length, o.ts, o.lost);
-    else run.session.end(o.from, o.ts);
-  }
-  return run;
+  return newSessionRun<MysqlData>((sink) => createMysqlSession(sink, options));
 }
 
 export function runOps(ops: Op[], options?: MysqlSessionOptions): Run {

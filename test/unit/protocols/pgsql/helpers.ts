@@ -5,7 +5,8 @@ import { readCapture } from '../../../../src/capture/pcap/file';
 import { decodeTcp } from '../../../../src/capture/pcap/packet';
 import { createPgsqlSession } from '../../../../src/protocols/pgsql/session';
 import type { PgsqlData, PgsqlOptions } from '../../../../src/protocols/pgsql/types';
-import type { ProtocolSession, ProtocolTransaction, Sender } from '../../../../src/protocols/types';
+import type { ProtocolTransaction, Sender } from '../../../../src/protocols/types';
+import { newSessionRun, type Op, type Run as SessionRun } from '../../../helpers/session-ops';
 
 // ---- message builders ------------------------------------------------------------
 
@@ -114,10 +115,7 @@ export function pgError(code: string, message: string, severity = 'ERROR'): Buff
 
 // ---- harness -----------------------------------------------------------------------
 
-export type Op =
-  | { op: 'feed'; from: Sender; data: Buffer; ts: number }
-  | { op: 'gap'; from: Sender; length: number; ts: number; lost: boolean }
-  | { op: 'end'; from: Sender; ts: number };
+export type { Op } from '../../../helpers/session-ops';
 
 export const feed = (from: Sender, data: Buffer | Buffer[], ts: number): Op => ({
   op: 'feed',
@@ -127,27 +125,13 @@ export const feed = (from: Sender, data: Buffer | Buffer[], ts: number): Op => (
 });
 export const gap = (from: Sender, length: number, ts: number, lost = true): Op => ({ op: 'gap', from, length, ts, lost });
 
-export interface Run {
-  session: ProtocolSession;
-  txns: Array<ProtocolTransaction<PgsqlData>>;
-  errors: Array<[string, boolean]>;
-}
+export type Run = SessionRun<PgsqlData>;
 
 export function newRun(options?: PgsqlOptions): Run {
-  const txns: Array<ProtocolTransaction<PgsqlData>> = [];
-  const errors: Array<[string, boolean]> = [];
-  const session = createPgsqlSession({ onTransaction: (t) => txns.push(t), onError: (r, f) => errors.push([r, f]) }, options);
-  return { session, txns, errors };
+  return newSessionRun<PgsqlData>((sink) => createPgsqlSession(sink, options));
 }
 
-export function apply(run: Run, ops: Op[]): Run {
-  for (const o of ops) {
-    if (o.op === 'feed') run.session.feed(o.from, o.data, o.ts);
-    else if (o.op === 'gap') run.session.gap(o.from, o.length, o.ts, o.lost);
-    else run.session.end(o.from, o.ts);
-  }
-  return run;
-}
+export { apply } from '../../../helpers/session-ops';
 
 /** Feeds ops, each feed cut into pieces at the given positions (same timestamp). */
 export function splitOps(ops: Op[], cut: (data: Buffer, index: number) => number[]): Op[] {
@@ -167,17 +151,6 @@ export function splitOps(ops: Op[], cut: (data: Buffer, index: number) => number
   return out;
 }
 
-/** mulberry32: small deterministic PRNG. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** What a transaction says, for comparisons. */
 export function summary(t: ProtocolTransaction<PgsqlData>): Record<string, unknown> {
@@ -218,3 +191,5 @@ export function pcapOps(file: string, port: number): Op[][] {
   }
   return [...conns.values()];
 }
+
+export { prng } from '../../../helpers/session-ops';

@@ -71,17 +71,6 @@ export function summary(t: Txn): Record<string, unknown> {
   };
 }
 
-/** Deterministic PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One step of a scripted conversation. */
 export type Step = { from: Sender; data: Buffer };
@@ -105,3 +94,5 @@ export function run(steps: Step[], cuts: (step: number, len: number) => number[]
   h.session.close(ts + 1000);
   return h.txns;
 }
+
+export { prng } from '../../../helpers/session-ops';
