@@ -6,7 +6,7 @@ import type { Config } from '../config';
 import { ConnTable, type Conn } from '../conn/table';
 import { parseExecPayload, type ProcessCache } from '../conn/process-info';
 import { createModules, portMap } from '../protocols/registry';
-import type { ProtocolName, ProtocolSession, ProtocolTransaction, Sender } from '../protocols/types';
+import type { ProtocolModule, ProtocolName, ProtocolSession, ProtocolTransaction, Sender } from '../protocols/types';
 import { buildDocument, monotonicToWall, type DocumentContext, type TxnDocument } from '../publish/document';
 import type { Output } from '../outputs/types';
 import { applyProcessors } from '../publish/processors';
@@ -31,6 +31,8 @@ export interface PipelineStats {
   parseErrors: number;
   /** Documents dropped by processors (drop_event). */
   dropped: number;
+  /** Events whose handling failed (a bug): their connection was dropped. */
+  internalErrors: number;
   /** Sockets of unknown ports recognised by content, and those found to be none of ours. */
   inferred: number;
   inferIgnored: number;
@@ -56,6 +58,8 @@ export interface PipelineOptions {
   now?: () => number;
   /** Monotonic ns → wall ms (a recording brings its own). */
   toWallMs?: (monoNs: number) => number;
+  /** The protocol modules (default: from the configuration). */
+  modules?: Map<ProtocolName, ProtocolModule>;
   /** Content-inference decisions, for the kernel's filter (once per batch). */
   onVerdicts?: (verdicts: Array<[sockId: number, track: boolean]>) => void;
 }
@@ -94,7 +98,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const now = options.now ?? Date.now;
   const log = logger.child({ component: 'pipeline' });
 
-  const modules = createModules(config);
+  const modules = options.modules ?? createModules(config);
   const portProtocol = portMap(config, modules);
 
   const inferring = new Map<Conn, Inference>();
@@ -122,6 +126,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     unmatched: 0,
     parseErrors: 0,
     dropped: 0,
+    internalErrors: 0,
     inferred: 0,
     inferIgnored: 0,
     connections: 0,
@@ -142,11 +147,40 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     emit(txn: Transaction) {
       stats.transactions++;
       if (txn.client && txn.server) stats.joined++;
-      const doc = applyProcessors(buildDocument(txn, docCtx), config.processors);
+      let doc: TxnDocument | undefined;
+      try {
+        doc = applyProcessors(buildDocument(txn, docCtx), config.processors);
+      } catch (err) {
+        internalError(err, 'building a document failed; transaction dropped');
+        return;
+      }
       if (doc) outbox.push(doc);
       else stats.dropped++;
     },
   });
+
+  function internalError(err: unknown, what: string): void {
+    stats.internalErrors++;
+    if (stats.internalErrors <= 10 || stats.internalErrors % 1000 === 0) log.error({ err, count: stats.internalErrors }, what);
+  }
+
+  /** Forget a connection whose handling failed. */
+  function drop(conn: Conn): void {
+    inferring.delete(conn);
+    states.delete(conn);
+    withPending.delete(conn);
+    table.remove(conn);
+  }
+
+  /** finish() and forget, whatever the session does. */
+  function endConn(conn: Conn): void {
+    try {
+      finish(conn);
+    } catch (err) {
+      internalError(err, 'closing a connection failed');
+    }
+    drop(conn);
+  }
 
   function publish(): void {
     if (outbox.length === 0) return;
@@ -167,7 +201,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   }
 
   function offer(conn: Conn, txn: ProtocolTransaction): void {
-    const first = (txn.request ?? txn.response)!;
+    const first = txn.request ?? txn.response;
+    if (!first) return; // nothing on the wire to report
     const base = conn.baseSeq.client;
     const view: TransactionView = {
       protocol: conn.protocol!,
@@ -312,29 +347,40 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     conn.nextSeq[e.dir] = (seq + len) >>> 0;
   }
 
+  function handleEvent(e: CaptureEvent): void {
+    if (e.kind === EventKind.EXEC) {
+      processes.noteExec?.(parseExecPayload(e.tgid, e.comm, e.payload, EXEC_FILENAME));
+      return;
+    }
+    const conn = table.resolve(e, finish);
+    if (!conn) return;
+    switch (e.kind) {
+      case EventKind.DATA:
+        onData(conn, e);
+        break;
+      case EventKind.CONNECT:
+        conn.nextSeq[EventDir.EGRESS] = e.seq;
+        break;
+      case EventKind.ACCEPT:
+        conn.nextSeq[EventDir.INGRESS] = e.seq;
+        break;
+      case EventKind.CLOSE:
+        finish(conn);
+        table.remove(conn);
+        break;
+    }
+  }
+
   return {
     onEvent(e) {
       stats.events++;
-      if (e.kind === EventKind.EXEC) {
-        processes.noteExec?.(parseExecPayload(e.tgid, e.comm, e.payload, EXEC_FILENAME));
-        return;
-      }
-      const conn = table.resolve(e, finish);
-      if (!conn) return;
-      switch (e.kind) {
-        case EventKind.DATA:
-          onData(conn, e);
-          break;
-        case EventKind.CONNECT:
-          conn.nextSeq[EventDir.EGRESS] = e.seq;
-          break;
-        case EventKind.ACCEPT:
-          conn.nextSeq[EventDir.INGRESS] = e.seq;
-          break;
-        case EventKind.CLOSE:
-          finish(conn);
-          table.remove(conn);
-          break;
+      try {
+        handleEvent(e);
+      } catch (err) {
+        // a bug must cost one connection, never the agent
+        internalError(err, 'event handling failed; connection dropped');
+        const conn = table.get(e.sockId);
+        if (conn) drop(conn);
       }
     },
     onBatchEnd() {
@@ -349,9 +395,15 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       const timeoutNs = config.transaction_timeout_ms * 1e6;
       for (const conn of withPending) {
         const state = states.get(conn);
-        if (state && state.session.pending() > 0) {
-          const peerGone = state.peerClosedMs !== undefined && now() - state.peerClosedMs > peerCloseGraceMs;
-          state.session.expire(peerGone ? Infinity : t - timeoutNs);
+        try {
+          if (state && state.session.pending() > 0) {
+            const peerGone = state.peerClosedMs !== undefined && now() - state.peerClosedMs > peerCloseGraceMs;
+            state.session.expire(peerGone ? Infinity : t - timeoutNs);
+          }
+        } catch (err) {
+          internalError(err, 'expiring requests failed; connection dropped');
+          drop(conn);
+          continue;
         }
         if (!state || state.session.pending() === 0) {
           if (state) state.peerClosedMs = undefined;
@@ -360,17 +412,14 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       }
       if (now() - lastIdleSweepMs >= IDLE_SWEEP_MS) {
         lastIdleSweepMs = now();
-        for (const conn of table.idle(IDLE_CONN_MS)) {
-          finish(conn);
-          table.remove(conn);
-        }
+        for (const conn of table.idle(IDLE_CONN_MS)) endConn(conn);
       }
       joiner.tick();
       processes.sweep();
       publish();
     },
     flush() {
-      for (const conn of [...table.all()]) finish(conn);
+      for (const conn of [...table.all()]) endConn(conn);
       joiner.flush();
       publish();
     },

@@ -44,6 +44,7 @@ function statsLine(
     joined: p.joined,
     unmatched: p.unmatched,
     parse_errors: p.parseErrors,
+    internal_errors: p.internalErrors,
     inferred: p.inferred,
     infer_ignored: p.inferIgnored,
     dropped_by_processors: p.dropped,

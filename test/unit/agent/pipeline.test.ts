@@ -6,6 +6,7 @@ import { EventDir, EventKind } from '../../../src/capture/layout';
 import { validateConfig } from '../../../src/config';
 import type { ProcessCache, ProcessInfo } from '../../../src/conn/process-info';
 import type { Output } from '../../../src/outputs/types';
+import type { ProtocolModule } from '../../../src/protocols/types';
 import type { TxnDocument } from '../../../src/publish/document';
 import { createLogger } from '../../../src/util/logger';
 
@@ -296,5 +297,53 @@ describe('content inference on unconfigured ports', () => {
     h.pipeline.onBatchEnd();
     assert.equal(h.pipeline.stats().connections, 0);
     assert.deepEqual(verdicts, []);
+  });
+});
+
+describe('a decoder bug costs its connection, never the agent', () => {
+  test('a session that throws, and document fields that throw, are counted and contained', () => {
+    const broken: ProtocolModule = {
+      name: 'http',
+      createSession: (sink) => ({
+        feed(_from, data) {
+          if (data.includes('boom')) throw new Error('decoder bug');
+          sink.onTransaction({ request: { startNs: 1, endNs: 2, bytes: 4, streamOffset: 0 }, response: { startNs: 3, endNs: 4, bytes: 4, streamOffset: 0 }, notes: [], data: {} });
+        },
+        gap() {},
+        end() {},
+        expire() {
+          throw new Error('expire bug');
+        },
+        close() {
+          throw new Error('close bug');
+        },
+        pending: () => 1,
+        bufferedBytes: () => 0,
+      }),
+      documentFields: () => {
+        throw new Error('document bug');
+      },
+      detect: () => 'no',
+    };
+    const docs: TxnDocument[] = [];
+    const pipeline = createPipeline({
+      config: validateConfig({ join_window_ms: 0 }, 'test'),
+      outputs: [{ name: 't', publish: (d) => docs.push(...d), flush: async () => {}, stats: () => ({ published: 0, dropped: 0, queued: 0 }) }],
+      processes: { lookup: (h) => ({ pid: h.pid, name: h.comm, ppid: 0, userId: 0, fromProc: false }), size: () => 0, sweep: () => {} },
+      logger: createLogger('silent'),
+      modules: new Map([['http', broken]]),
+    });
+    pipeline.onEvent(event(NGINX, EventKind.ACCEPT, { seq: 0 }));
+    pipeline.onEvent(data(NGINX, EventDir.INGRESS, 0, Buffer.from('fine'), 1));
+    pipeline.onEvent(data(NGINX, EventDir.INGRESS, 4, Buffer.from('boom'), 2));
+    pipeline.onEvent(event(CURL, EventKind.CONNECT, { seq: 0 }));
+    pipeline.onEvent(data(CURL, EventDir.EGRESS, 0, Buffer.from('fine'), 3));
+    pipeline.onBatchEnd();
+    pipeline.tick();
+    pipeline.flush();
+    const s = pipeline.stats();
+    assert.equal(docs.length, 0);
+    assert.ok(s.internalErrors >= 4, JSON.stringify(s)); // two documents, one feed, one expire or close
+    assert.equal(s.connections, 0);
   });
 });
