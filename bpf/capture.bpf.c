@@ -255,25 +255,31 @@ static __always_inline void emit_conn_event(struct sock *sk, __u64 sock_id, __u3
 	bpf_ringbuf_submit(e, wake_flags());
 }
 
-/* Find where the last `want` of `len` bytes start in an iovec array. */
-static __always_inline int iov_tail(struct pbe_inflight *st, __u32 len, __u32 want, __u64 *src)
+/*
+ * Find where the last *want of `len` bytes start in an iovec array. The tail
+ * is taken from the iovec holding the last byte only, so *want shrinks to
+ * what that iovec holds (a chunked terminator is often an iovec of its own).
+ */
+static __always_inline int iov_tail(struct pbe_inflight *st, __u32 len, __u64 *want, __u64 *src)
 {
 	struct iovec iov;
 	__u64 seen = 0;
 	__u32 iovcnt = st->iovcnt;
 
-	for (int i = 0; i < PBE_MAX_IOV; i++) {
+	for (int i = 0; i < PBE_MAX_IOV_TAIL; i++) {
 		if (i >= iovcnt)
 			return 0;
 		if (bpf_probe_read_user(&iov, sizeof(iov), (struct iovec *)st->buf + i))
 			return 0;
 		seen += iov.iov_len;
 		if (seen >= len) {
-			/* the data ends in this iovec; the tail must lie wholly in it */
+			/* the data ends in this iovec */
 			__u64 end_in_iov = iov.iov_len - (seen - len);
-			if (end_in_iov < want)
+			if (end_in_iov < *want)
+				*want = end_in_iov;
+			if (*want == 0)
 				return 0;
-			*src = (__u64)iov.iov_base + end_in_iov - want;
+			*src = (__u64)iov.iov_base + end_in_iov - *want;
 			return 1;
 		}
 	}
@@ -293,7 +299,6 @@ static __always_inline void emit_data_sized(struct pbe_inflight *st, __u32 len, 
 	__u32 size = sizeof(struct pbe_event) + (vectored ? 2 * room : room) + (tail ? PBE_TAIL_LIMIT : 0);
 	struct pbe_event *e = bpf_ringbuf_reserve(&events, size, 0);
 	struct sock *sk = (struct sock *)st->sk;
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	__u8 *data;
 	__u32 copied = 0;
 	__u32 tail_len = 0;
@@ -306,7 +311,7 @@ static __always_inline void emit_data_sized(struct pbe_inflight *st, __u32 len, 
 	e->dir = st->dir;
 	e->source = st->source;
 	e->len = len;
-	e->seq = (st->dir == PBE_DIR_EGRESS ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq)) - len;
+	e->seq = st->seq;
 	data = (__u8 *)(e + 1);
 
 	if (!vectored) {
@@ -346,7 +351,7 @@ static __always_inline void emit_data_sized(struct pbe_inflight *st, __u32 len, 
 		__u64 want = len - cap;
 		__u64 src = 0;
 		want = bound(want, PBE_TAIL_LIMIT);
-		if (vectored ? iov_tail(st, len, want, &src) : (src = st->buf + len - want, 1)) {
+		if (vectored ? iov_tail(st, len, &want, &src) : (src = st->buf + len - want, 1)) {
 			__u64 off = bound(copied, vectored ? 2 * room : room);
 			__u64 n = bound(want, PBE_TAIL_LIMIT);
 			if (n > 0 && bpf_probe_read_user(data + off, n, (void *)src) == 0)
@@ -422,6 +427,9 @@ static __always_inline int stash(__u32 fd, __u64 buf, __u32 iovcnt, __u8 source,
 	st.iovcnt = iovcnt;
 	st.source = source;
 	st.dir = dir;
+	/* the next byte to send or to read: the first byte this call moves */
+	st.seq = dir == PBE_DIR_EGRESS ? BPF_CORE_READ((struct tcp_sock *)sk, write_seq)
+				       : BPF_CORE_READ((struct tcp_sock *)sk, copied_seq);
 	if (bpf_map_update_elem(&inflight, &pid_tgid, &st, BPF_ANY))
 		count(PBE_CNT_INFLIGHT_FULL, 1);
 	return 0;

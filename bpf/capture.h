@@ -29,6 +29,8 @@
 #define PBE_TAIL_LIMIT 256
 /* How many iovecs of a readv/writev/recvmsg/sendmsg are copied at most. */
 #define PBE_MAX_IOV 8
+/* How many iovecs are walked to find the one holding the last byte (the tail). */
+#define PBE_MAX_IOV_TAIL 64
 /* Entries of the pid filter and of the port filter. */
 #define PBE_MAX_PIDS 1024
 #define PBE_MAX_PORTS 256
@@ -83,9 +85,10 @@ enum pbe_source {
  * was longer, its last tail_len bytes (the bytes between are a gap).
  *
  * seq is the TCP sequence number of the first byte of this event in its
- * direction (write_seq/copied_seq of the tcp_sock minus the byte count): both
- * ends of a loopback connection see the same numbers for the same bytes, and a
- * jump between two events of one socket is a gap (missed event, sendfile...).
+ * direction (write_seq/copied_seq of the tcp_sock at syscall enter: the next
+ * byte to send/read; at exit copied_seq may also count a FIN the read reached):
+ * both ends of a loopback connection see the same numbers for the same bytes,
+ * and a jump between two events of one socket is a gap (missed event...).
  */
 struct pbe_event {
 	__u64 ts_ns;        /* bpf_ktime_get_ns() at syscall exit */
@@ -138,7 +141,8 @@ struct pbe_inflight {
 	__u32 iovcnt;
 	__u8 source;   /* enum pbe_source */
 	__u8 dir;
-	__u8 _pad[6];
+	__u8 _pad[2];
+	__u32 seq;     /* TCP sequence number of the first byte, read at enter (see pbe_event) */
 };
 PBE_STATIC_ASSERT(sizeof(struct pbe_inflight) == 48, "abi: pbe_inflight");
 

@@ -11,6 +11,7 @@ import { buildDocument, monotonicToWall, type DocumentContext, type TxnDocument 
 import type { Output } from '../outputs/types';
 import { applyProcessors } from '../publish/processors';
 import { createJoiner } from '../txn/join';
+import { SeqMarks } from '../txn/seq-marks';
 import type { Transaction, TransactionView } from '../txn/types';
 import type { Logger } from '../util/logger';
 
@@ -31,6 +32,8 @@ export interface PipelineStats {
   parseErrors: number;
   /** Documents dropped by processors (drop_event). */
   dropped: number;
+  /** Server sockets timed from their client socket's parse instead of parsed (both ends local). */
+  shadowed: number;
   /** Events whose handling failed (a bug): their connection was dropped. */
   internalErrors: number;
   /** Sockets of unknown ports recognised by content, and those found to be none of ours. */
@@ -75,9 +78,24 @@ interface Inference {
 }
 
 interface ConnState {
-  session: ProtocolSession;
+  /** The parser, on every socket but a shadow. */
+  session?: ProtocolSession;
+  /**
+   * A server socket whose client socket is traced and parsed: not parsed itself,
+   * only timed (sequence marks per direction, indexed by EventDir).
+   */
+  shadow?: [SeqMarks, SeqMarks];
   /** When the other end closed (wall ms): what is still pending then gets a short grace. */
   peerClosedMs?: number;
+}
+
+/** A client view waiting for its shadow server socket's marks. */
+interface AwaitingServer {
+  client: TransactionView;
+  clientConn: Conn;
+  server: Conn;
+  marks: [SeqMarks, SeqMarks];
+  deadlineMs: number;
 }
 
 const LOOPBACK_V4 = /^127\./;
@@ -102,6 +120,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const portProtocol = portMap(config, modules);
 
   const inferring = new Map<Conn, Inference>();
+  let awaiting: AwaitingServer[] = [];
   let lastIdleSweepMs = now();
   let verdicts: Array<[number, boolean]> = [];
   const table = new ConnTable({
@@ -127,6 +146,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     parseErrors: 0,
     dropped: 0,
     internalErrors: 0,
+    shadowed: 0,
     inferred: 0,
     inferIgnored: 0,
     connections: 0,
@@ -216,23 +236,106 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       endNs: txn.response?.endNs ?? first.endNs,
     };
     if (!txn.request || !txn.response) stats.unmatched++;
+    if (conn.role === 'client') {
+      const peer = table.peerOf(conn);
+      const marks = peer && states.get(peer)?.shadow;
+      if (peer && marks) {
+        awaiting.push({ client: view, clientConn: conn, server: peer, marks, deadlineMs: now() + config.join_window_ms });
+        resolveAwaiting(false);
+        return;
+      }
+    }
     joiner.offer(view, mayHavePeer(conn));
+  }
+
+  /** The client socket at the other end, when it is traced and parsed here. */
+  function parsedPeer(conn: Conn): Conn | undefined {
+    if (conn.role !== 'server' || !conn.process) return undefined;
+    const peer = table.peerOf(conn);
+    return peer && peer.process && states.get(peer)?.session ? peer : undefined;
   }
 
   function stateOf(conn: Conn): ConnState {
     let state = states.get(conn);
     if (!state) {
-      const session = modules.get(conn.protocol!)!.createSession({
-        onTransaction: (txn) => offer(conn, txn),
-        onError: (reason, fatal) => {
-          stats.parseErrors++;
-          log.debug({ sock: conn.sockId, pid: conn.tgid, protocol: conn.protocol, reason, fatal }, 'parse error');
-        },
-      });
-      state = { session };
+      if (parsedPeer(conn)?.protocol === conn.protocol) {
+        state = { shadow: [new SeqMarks(), new SeqMarks()] };
+        stats.shadowed++;
+      } else {
+        const session = modules.get(conn.protocol!)!.createSession({
+          onTransaction: (txn) => offer(conn, txn),
+          onError: (reason, fatal) => {
+            stats.parseErrors++;
+            log.debug({ sock: conn.sockId, pid: conn.tgid, protocol: conn.protocol, reason, fatal }, 'parse error');
+          },
+        });
+        state = { session };
+      }
       states.set(conn, state);
     }
     return state;
+  }
+
+  /**
+   * Server-side timing of a client view from the shadow's marks: the timing,
+   * 'pending' while the server's events for it may still come, 'lost' when
+   * they were never captured.
+   */
+  function serverTiming(w: AwaitingServer): { startNs: number; endNs: number } | 'pending' | 'lost' {
+    const { txn } = w.client;
+    const [egress, ingress] = w.marks;
+    const base = w.clientConn.baseSeq;
+    const reqSeq = txn.request && base.client !== undefined ? (base.client + txn.request.streamOffset) >>> 0 : undefined;
+    const resSeq = txn.response && base.server !== undefined ? (base.server + txn.response.streamOffset) >>> 0 : undefined;
+    // the server read the request (ingress) and wrote the response (egress)
+    const first: [SeqMarks, number] | undefined = reqSeq !== undefined ? [ingress, reqSeq] : resSeq !== undefined ? [egress, resSeq] : undefined;
+    const last: [SeqMarks, number] | undefined =
+      resSeq !== undefined
+        ? [egress, (resSeq + txn.response!.bytes - 1) >>> 0]
+        : reqSeq !== undefined
+          ? [ingress, (reqSeq + txn.request!.bytes - 1) >>> 0]
+          : undefined;
+    if (!first || !last) return 'lost';
+    const startNs = first[0].tsOf(first[1]);
+    const endNs = last[0].tsOf(last[1]);
+    if (startNs === undefined || endNs === undefined) {
+      const gone = (startNs === undefined && first[0].passed(first[1])) || (endNs === undefined && last[0].passed(last[1]));
+      return gone ? 'lost' : 'pending';
+    }
+    if (reqSeq !== undefined) ingress.trimBefore(reqSeq);
+    if (resSeq !== undefined) egress.trimBefore(resSeq);
+    return { startNs, endNs };
+  }
+
+  /**
+   * Pair client views with their shadow server's timing. Per server socket in
+   * order (its marks are trimmed as views resolve); a view whose server events
+   * were lost, or that waited past its deadline, is emitted alone.
+   */
+  function resolveAwaiting(force: boolean): void {
+    if (awaiting.length === 0) return;
+    const blocked = new Set<Conn>();
+    const still: AwaitingServer[] = [];
+    for (const w of awaiting) {
+      if (blocked.has(w.server)) {
+        still.push(w);
+        continue;
+      }
+      const timing = serverTiming(w);
+      if (timing === 'pending' && !force && now() < w.deadlineMs) {
+        blocked.add(w.server);
+        still.push(w);
+        continue;
+      }
+      if (typeof timing === 'string') {
+        joiner.emitNow({ client: w.client });
+        continue;
+      }
+      const s = w.server;
+      const server: TransactionView = { ...w.client, side: 'server', process: s.process, netns: s.netns, ...timing };
+      joiner.emitNow({ client: w.client, server });
+    }
+    awaiting = still;
   }
 
   /** The connection ends: flush the parser, report what never got an answer. */
@@ -240,7 +343,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     inferring.delete(conn);
     const state = states.get(conn);
     if (!state) return;
-    state.session.close(monoNowNs());
+    state.session?.close(monoNowNs());
     withPending.delete(conn);
     states.delete(conn);
     // the other end can no longer answer (or be answered) on this connection either:
@@ -248,7 +351,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     // flight on another CPU), well within the join window of this end's views
     const peer = table.peerOf(conn);
     const peerState = peer && states.get(peer);
-    if (peerState && peerState.session.pending() > 0) peerState.peerClosedMs = now();
+    if (peerState?.session && peerState.session.pending() > 0) peerState.peerClosedMs = now();
   }
 
   /** Sender of a data event, from the socket's role and the direction. */
@@ -296,15 +399,28 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   function onData(conn: Conn, e: CaptureEvent): void {
     if (conn.ignored) return;
     if (conn.protocol === undefined) {
-      infer(conn, e);
-      return;
+      // the client end of this connection already decided for both
+      const peer = parsedPeer(conn);
+      if (peer?.protocol) {
+        conn.protocol = peer.protocol;
+        verdicts.push([conn.sockId, true]);
+      } else {
+        infer(conn, e);
+        return;
+      }
     }
     const from = senderOf(conn, e);
     const state = stateOf(conn);
     // the data was handed over at enter for sends, arrived at exit for receives
     const ts = e.dir === EventDir.EGRESS ? e.enterNs : e.tsNs;
+    if (state.shadow) {
+      state.shadow[e.dir].add(e.seq, e.len, ts);
+      if (e.len > 0) conn.nextSeq[e.dir] = (e.seq + e.len) >>> 0;
+      return;
+    }
+    const session = state.session!;
     if (e.len === 0) {
-      if (e.dir === EventDir.INGRESS) state.session.end(from, ts);
+      if (e.dir === EventDir.INGRESS) session.end(from, ts);
       return;
     }
     stats.dataBytes += e.len;
@@ -319,7 +435,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       if (ahead < 0x80000000) {
         // bytes between the last event and this one were never seen (lost event, unhooked call)
         if (conn.baseSeq[from] === undefined) conn.baseSeq[from] = expected;
-        state.session.gap(from, ahead, ts, true);
+        session.gap(from, ahead, ts, true);
         stats.gapBytes += ahead;
       } else {
         // overlaps what was already fed (concurrent readers): keep only the new bytes
@@ -335,15 +451,15 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       }
     }
     if (conn.baseSeq[from] === undefined) conn.baseSeq[from] = seq;
-    if (head.length > 0) state.session.feed(from, head, ts);
+    if (head.length > 0) session.feed(from, head, ts);
     const missing = len - head.length - tail.length;
     if (missing > 0) {
       // only the head and the tail were copied (max_payload): a gap by design
-      state.session.gap(from, missing, ts, false);
+      session.gap(from, missing, ts, false);
       stats.gapBytes += missing;
     }
-    if (tail.length > 0) state.session.feed(from, tail, ts);
-    if (state.session.pending() > 0) withPending.add(conn);
+    if (tail.length > 0) session.feed(from, tail, ts);
+    if (session.pending() > 0) withPending.add(conn);
     conn.nextSeq[e.dir] = (seq + len) >>> 0;
   }
 
@@ -396,7 +512,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       for (const conn of withPending) {
         const state = states.get(conn);
         try {
-          if (state && state.session.pending() > 0) {
+          if (state?.session && state.session.pending() > 0) {
             const peerGone = state.peerClosedMs !== undefined && now() - state.peerClosedMs > peerCloseGraceMs;
             state.session.expire(peerGone ? Infinity : t - timeoutNs);
           }
@@ -405,7 +521,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
           drop(conn);
           continue;
         }
-        if (!state || state.session.pending() === 0) {
+        if (!state?.session || state.session.pending() === 0) {
           if (state) state.peerClosedMs = undefined;
           withPending.delete(conn);
         }
@@ -414,17 +530,19 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         lastIdleSweepMs = now();
         for (const conn of table.idle(IDLE_CONN_MS)) endConn(conn);
       }
+      resolveAwaiting(false);
       joiner.tick();
       processes.sweep();
       publish();
     },
     flush() {
       for (const conn of [...table.all()]) endConn(conn);
+      resolveAwaiting(true);
       joiner.flush();
       publish();
     },
     stats() {
-      return { ...stats, connections: table.size, joinPending: joiner.pending() };
+      return { ...stats, connections: table.size, joinPending: joiner.pending() + awaiting.length };
     },
   };
 }

@@ -46,6 +46,7 @@ function statsLine(
     parse_errors: p.parseErrors,
     internal_errors: p.internalErrors,
     inferred: p.inferred,
+    shadowed: p.shadowed,
     infer_ignored: p.inferIgnored,
     dropped_by_processors: p.dropped,
     gap_bytes: p.gapBytes,

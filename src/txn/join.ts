@@ -12,6 +12,8 @@ export interface JoinerOptions {
 export interface Joiner {
   /** A view is complete; `mayHavePeer` says the other end may be traced on this host. */
   offer(view: TransactionView, mayHavePeer: boolean): void;
+  /** Emit a transaction whose views are already paired (or known to be alone). */
+  emitNow(txn: Transaction): void;
   /** Emit views whose window passed. */
   tick(): void;
   /** Emit everything still waiting. */
@@ -68,6 +70,7 @@ export function createJoiner({ windowMs, emit, maxPending = 100_000, now = Date.
       }
       waiting.set(key, { view, deadline: now() + windowMs });
     },
+    emitNow: (txn) => emit(txn),
     tick() {
       const t = now();
       // insertion order is deadline order (constant window)

@@ -69,7 +69,7 @@ describe('protocols recognised by content on unconfigured ports', { skip }, () =
 
   test('a connection speaking none of our protocols produces nothing and is ignored', () => {
     assert.equal(agent.docs.filter((d) => d.destination?.port === OTHER_PORT).length, 0);
-    assert.ok(stopping.inferred >= 2, JSON.stringify(stopping));
+    assert.ok(stopping.inferred >= 1, JSON.stringify(stopping)); // the client decided; its server took the answer
     assert.ok(stopping.infer_ignored >= 2, 'both ends of the echo connection are ignored');
     assert.equal(stopping.parse_errors, 0);
   });

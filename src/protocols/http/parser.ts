@@ -277,8 +277,21 @@ class HttpParser implements ProtocolParser {
           const n = Math.min(length, d.remaining);
           this.gapBody(d, n, tsNs, lost);
           d.remaining -= n;
-          if (length > n) this.quietResync(d); // the gap ate chunk framing
-          else if (d.remaining === 0) this.enterChunkEnd(d);
+          const extra = length - n;
+          if (extra === 0) {
+            if (d.remaining === 0) this.enterChunkEnd(d);
+          } else if (extra <= 2) {
+            // the gap ends inside the CRLF after the chunk data (a write cut between
+            // its head and its tail): that framing is known, the next size line follows
+            d.bodyBytes += extra;
+            if (extra === 2) this.enterChunkSize(d);
+            else {
+              this.enterChunkEnd(d);
+              d.csState = 1; // the CR was in the gap: LF next
+            }
+          } else {
+            this.quietResync(d); // the gap ate chunk framing
+          }
           break;
         }
         case Mode.ChunkSize:

@@ -124,6 +124,25 @@ describe('pipeline', () => {
     assert.equal(d.http.response.status_code, 200);
     assert.equal(d.source.bytes, REQ.length);
     assert.equal(d.destination.bytes, RES.length);
+    assert.equal(h.pipeline.stats().shadowed, 1, 'the server socket is timed from the client parse');
+  });
+
+  test("the server's events were lost: the client's view is emitted alone at once", () => {
+    const h = harness();
+    const p = h.pipeline;
+    const t = h.mono();
+    p.onEvent(event(CURL, EventKind.CONNECT, { seq: CLIENT_ISN }));
+    p.onEvent(event(NGINX, EventKind.ACCEPT, { seq: CLIENT_ISN }));
+    p.onEvent(data(CURL, EventDir.EGRESS, CLIENT_ISN, REQ, t + 1));
+    p.onEvent(data(NGINX, EventDir.INGRESS, CLIENT_ISN, REQ, t + 2));
+    // the server's write of the response never reached the agent; a later one did
+    p.onEvent(data(NGINX, EventDir.EGRESS, SERVER_ISN + RES.length, Buffer.from('late'), t + 6));
+    p.onEvent(data(CURL, EventDir.INGRESS, SERVER_ISN, RES, t + 9));
+    p.onBatchEnd();
+    assert.equal(h.docs.length, 1);
+    const d = h.docs[0] as Record<string, any>;
+    assert.deepEqual(d.packetbeat_ebpf.views, ['client']);
+    assert.equal(d.event.duration, 8);
   });
 
   test('only the client is traced: emitted alone after the join window', () => {
@@ -271,7 +290,10 @@ describe('content inference on unconfigured ports', () => {
     assert.equal(d.source.process.name, 'app');
     assert.equal(d.destination.process.name, 'srv');
     assert.equal(d.event.duration, 4);
-    assert.equal(p.stats().inferred, 2);
+    // the client socket decided; the server socket took its answer and is timed, not parsed
+    assert.equal(p.stats().inferred, 1);
+    assert.equal(p.stats().shadowed, 1);
+    assert.equal(d.packetbeat_ebpf.server_duration, 1); // read at t+3, answered at t+4
   });
 
   test('bytes of no known protocol: ignored, nothing emitted, the kernel told to drop it', () => {

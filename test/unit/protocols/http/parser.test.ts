@@ -737,3 +737,24 @@ test('a throwing sink does not break parsing', () => {
   });
   assert.deepEqual(seen, ['request', 'request', 'response']);
 });
+
+test('a chunked body written in one call and captured as head + gap + tail: the gap may end inside the chunk CRLF', () => {
+  // what the kernel hands over for Node's res.end(1 MiB) on a chunked response:
+  // the first bytes, a gap, and the last bytes of the write (here just the final chunk)
+  const size = 0x100000;
+  const head = Buffer.from(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${size.toString(16)}\r\n${'b'.repeat(100)}`, 'latin1');
+  for (const [gapExtra, tail] of [
+    [2, '0\r\n\r\n'], // the gap ends after the CRLF
+    [1, '\n0\r\n\r\n'], // the gap ends between CR and LF
+    [0, '\r\n0\r\n\r\n'], // the gap ends with the chunk data
+  ] as const) {
+    const run = apply(newRun(), [feed('client', CURL_GET, 1), feed('server', head, 2)]);
+    run.parser.gap('server', size - 100 + gapExtra, 3, false);
+    apply(run, [feed('server', tail, 4)]);
+    const r = res(run.messages[1]);
+    assert.equal(r.contentLength, size, `gap + ${gapExtra}`);
+    assert.equal(r.headerBytes + r.bodyBytes, head.length + size - 100 + gapExtra + tail.length);
+    assert.deepEqual(r.notes, []);
+    assert.deepEqual(run.errors, []);
+  }
+});
