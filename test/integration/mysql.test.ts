@@ -6,6 +6,7 @@ import { kernelSkip, startAgent, type AgentRun } from '../helpers/agent';
 import { startMariadb, type RunningDatabase } from '../helpers/databases';
 
 const PORT = 13316; // not MySQL's default: configured for mysql below
+const INFERRED_PORT = 13317; // configured for nothing: recognised by content
 const skip = kernelSkip();
 
 type Doc = Record<string, any>;
@@ -19,11 +20,14 @@ function mysqlCli(sql: string): Promise<{ pid: number; code: number | null }> {
 
 describe('MySQL/MariaDB transactions from the kernel', { skip }, () => {
   let db: RunningDatabase;
+  let db2: RunningDatabase;
   let agent: AgentRun;
   let cliPid = 0;
+  let inferredPid = 0;
 
   before(async () => {
     db = await startMariadb(PORT);
+    db2 = await startMariadb(INFERRED_PORT);
     agent = await startAgent({ protocols: { mysql: { ports: [PORT] } }, stats_interval_s: 0, join_window_ms: 300 });
     cliPid = (
       await mysqlCli(
@@ -44,7 +48,11 @@ describe('MySQL/MariaDB transactions from the kernel', { skip }, () => {
     // several queries in flight on one connection
     await Promise.all([conn.query('SELECT 10'), conn.query('SELECT 20'), conn.query('SELECT 30')]);
     await conn.end();
-    await agent.waitFor((docs) => docs.some((d) => d.query === 'SELECT 30'), 10_000);
+    inferredPid = await new Promise<number>((resolve) => {
+      const c = spawn('mysql', ['-h', '127.0.0.1', '-P', String(INFERRED_PORT), '-uroot', '-e', 'SELECT 42 AS answer'], { stdio: 'ignore' });
+      c.on('exit', () => resolve(c.pid!));
+    });
+    await agent.waitFor((docs) => docs.some((d) => d.query === 'SELECT 30') && docs.some((d) => d.query === 'SELECT 42 AS answer'), 10_000);
     await new Promise((r) => setTimeout(r, 500));
     agent.child.kill('SIGINT');
     await agent.exited;
@@ -53,6 +61,7 @@ describe('MySQL/MariaDB transactions from the kernel', { skip }, () => {
   after(async () => {
     if (agent && agent.child.exitCode === null) agent.child.kill('SIGKILL');
     await db?.stop();
+    await db2?.stop();
   });
 
   const myDocs = () => agent.docs.filter((d) => d.type === 'mysql');
@@ -106,6 +115,14 @@ describe('MySQL/MariaDB transactions from the kernel', { skip }, () => {
       assert.equal(d.status, 'OK');
       assert.equal(d.mysql.num_rows, 1);
     }
+  });
+
+  test('MariaDB on an unconfigured port is recognised by content (the server speaks first)', () => {
+    const d = one('SELECT 42 AS answer');
+    assert.equal(d.destination.port, INFERRED_PORT);
+    assert.equal(d.source.process.pid, inferredPid);
+    assert.equal(d.destination.process.pid, db2.pid);
+    assert.equal(d.mysql.num_rows, 1);
   });
 
   test('the handshake is no transaction and no credential is exported', () => {

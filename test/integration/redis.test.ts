@@ -6,6 +6,7 @@ import { kernelSkip, startAgent, type AgentRun } from '../helpers/agent';
 import { startRedis, type RunningDatabase } from '../helpers/databases';
 
 const PORT = 16389; // not Redis's default: configured for redis below
+const INFERRED_PORT = 16390; // configured for nothing: recognised by content
 const skip = kernelSkip();
 
 type Doc = Record<string, any>;
@@ -18,11 +19,13 @@ function redisCli(args: string[], input?: string): Promise<number> {
 
 describe('Redis transactions from the kernel', { skip }, () => {
   let db: RunningDatabase;
+  let db2: RunningDatabase;
   let agent: AgentRun;
   const pids: Record<string, number> = {};
 
   before(async () => {
     db = await startRedis(PORT);
+    db2 = await startRedis(INFERRED_PORT);
     agent = await startAgent({ protocols: { redis: { ports: [PORT] } }, stats_interval_s: 0, join_window_ms: 300 });
     pids.set = await redisCli(['SET', 'greeting', 'hello']);
     pids.get = await redisCli(['GET', 'greeting']);
@@ -41,7 +44,11 @@ describe('Redis transactions from the kernel', { skip }, () => {
     await client.get('k1');
     sub.disconnect();
     client.disconnect();
-    await agent.waitFor((docs) => docs.some((d) => d.method === 'GET' && d.resource === 'k1'), 10_000);
+    pids.inferred = await new Promise<number>((resolve) => {
+      const c = spawn('redis-cli', ['-p', String(INFERRED_PORT), 'SET', 'found', 'bycontent'], { stdio: 'ignore' });
+      c.on('exit', () => resolve(c.pid!));
+    });
+    await agent.waitFor((docs) => docs.some((d) => d.method === 'GET' && d.resource === 'k1') && docs.some((d) => d.resource === 'found'), 10_000);
     await new Promise((r) => setTimeout(r, 500));
     agent.child.kill('SIGINT');
     await agent.exited;
@@ -50,6 +57,7 @@ describe('Redis transactions from the kernel', { skip }, () => {
   after(async () => {
     if (agent && agent.child.exitCode === null) agent.child.kill('SIGKILL');
     await db?.stop();
+    await db2?.stop();
   });
 
   const redisDocs = () => agent.docs.filter((d) => d.type === 'redis');
@@ -92,6 +100,14 @@ describe('Redis transactions from the kernel', { skip }, () => {
     const mget = find((d) => d.method === 'MGET', 'MGET');
     assert.equal(mget.redis.return_value, '[v1, v2]');
     assert.equal(mget.source.process.pid, process.pid);
+  });
+
+  test('Redis on an unconfigured port is recognised by content', () => {
+    const d = find((x) => x.method === 'SET' && x.resource === 'found', 'SET found');
+    assert.equal(d.destination.port, INFERRED_PORT);
+    assert.equal(d.source.process.pid, pids.inferred);
+    assert.equal(d.destination.process.pid, db2.pid);
+    assert.equal(d.redis.return_value, 'OK');
   });
 
   test('pub/sub: the pushed message is not paired with a later command', () => {
