@@ -39,8 +39,15 @@ function parseLatency(v: string): number {
   return Number(m[1]) * (m[2] === 'us' ? 1 : m[2] === 'ms' ? 1000 : 1e6);
 }
 
-function wrk(seconds: number): WrkResult {
-  const r = spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', `http://127.0.0.1:${PORT}/hello`], { encoding: 'utf8' });
+/** Milliseconds each connection waits before its next request at the fixed rate. */
+const FIXED_DELAY_MS = arg('delay-ms', 2);
+let paceScript = '';
+
+/** wrk at saturation, or paced (a Lua delay() per request: a fixed rate well below it). */
+function wrk(seconds: number, paced = false): WrkResult {
+  const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency'];
+  if (paced) args.push('-s', paceScript);
+  const r = spawnSync('wrk', [...args, `http://127.0.0.1:${PORT}/hello`], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
   const out = r.stdout;
   return {
@@ -100,7 +107,7 @@ interface AgentRound extends WrkResult {
   mbPerS: number;
 }
 
-async function agentRound(seconds: number, dir: string): Promise<AgentRound> {
+async function agentRound(seconds: number, dir: string, paced = false): Promise<AgentRound> {
   // documents go to a file (a slow reader would only measure itself), checked afterwards
   const docsFile = path.join(dir, 'docs.ndjson');
   const fd = fs.openSync(docsFile, 'w');
@@ -119,7 +126,7 @@ async function agentRound(seconds: number, dir: string): Promise<AgentRound> {
   await ready;
   const cpu0 = cpuSeconds(child.pid!);
   const t0 = Date.now();
-  const w = wrk(seconds);
+  const w = wrk(seconds, paced);
   const rss = rssMiB(child.pid!);
   await new Promise((r) => setTimeout(r, 1000)); // let the agent finish what was captured
   const cpu = cpuSeconds(child.pid!) - cpu0;
@@ -177,17 +184,22 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-bench-'));
   const nginx = startNginx(dir);
   await new Promise((r) => setTimeout(r, 500));
-  const rounds: Array<{ off: WrkResult; floor: WrkResult; agent: AgentRound }> = [];
+  paceScript = path.join(dir, 'pace.lua');
+  fs.writeFileSync(paceScript, `function delay()\n  return ${FIXED_DELAY_MS}\nend\n`);
+  const rounds: Array<{ off: WrkResult; floor: WrkResult; agent: AgentRound; offPaced: WrkResult; agentPaced: AgentRound }> = [];
   try {
     wrk(1); // warm up
     for (let i = 0; i < ROUNDS; i++) {
       const off = wrk(SECONDS);
       const floor = await floorRound(SECONDS);
       const agent = await agentRound(SECONDS, dir);
-      rounds.push({ off, floor, agent });
+      const offPaced = wrk(SECONDS, true);
+      const agentPaced = await agentRound(SECONDS, dir, true);
+      rounds.push({ off, floor, agent, offPaced, agentPaced });
       process.stderr.write(
         `round ${i + 1}/${ROUNDS}: off ${off.rps.toFixed(0)} rps, floor ${floor.rps.toFixed(0)}, agent ${agent.rps.toFixed(0)} ` +
-          `(${agent.transactions}/${agent.requests} txns, ${agent.cpuSeconds.toFixed(2)} cpu-s, drops ${agent.kernel.ringbufDrops ?? '?'})\n`,
+          `(${agent.transactions}/${agent.requests} txns, ${agent.cpuSeconds.toFixed(2)} cpu-s, drops ${agent.kernel.ringbufDrops ?? '?'}); ` +
+          `paced: p99 ${offPaced.p99us}us off, ${agentPaced.p99us}us agent, ${agentPaced.transactions}/${agentPaced.requests} txns\n`,
       );
     }
   } finally {
@@ -200,6 +212,9 @@ async function main(): Promise<void> {
   const completeness = rounds.map((r) => r.agent.transactions / r.agent.requests);
   const cpuPer10k = rounds.map((r) => (r.agent.cpuSeconds / r.agent.transactions) * 1e4);
   const p99Growth = rounds.map((r) => r.agent.p99us / r.off.p99us);
+  const pacedCompleteness = rounds.map((r) => r.agentPaced.transactions / r.agentPaced.requests);
+  const pacedP50 = rounds.map((r) => r.agentPaced.p50us / r.offPaced.p50us);
+  const pacedP99 = rounds.map((r) => r.agentPaced.p99us / r.offPaced.p99us);
   const summary = {
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), node: process.version },
     load: { tool: 'wrk', threads: 1, connections: CONNECTIONS, seconds: SECONDS, rounds: ROUNDS, response: 'nginx "hello\\n", keep-alive' },
@@ -207,9 +222,17 @@ async function main(): Promise<void> {
     agent_vs_untraced_rps: { median: r3(median(agentRatio)), spread: spread(agentRatio).map(r3) },
     agent_vs_floor_rps: { median: r3(median(agentVsFloor)), spread: spread(agentVsFloor).map(r3), target: 0.95 },
     agent_p99_vs_untraced_at_saturation: { median: r3(median(p99Growth)), spread: spread(p99Growth).map(r3) },
+    fixed_rate: {
+      load: `wrk -t1 -c${CONNECTIONS} with a ${FIXED_DELAY_MS} ms delay before each request`,
+      requests_per_s: Math.round(median(rounds.map((r) => r.offPaced.rps))),
+      agent_p50_vs_untraced: { median: r3(median(pacedP50)), spread: spread(pacedP50).map(r3) },
+      agent_p99_vs_untraced: { median: r3(median(pacedP99)), spread: spread(pacedP99).map(r3), target: 1.1 },
+      completeness: { median: r3(median(pacedCompleteness)), spread: spread(pacedCompleteness).map(r3), target: 0.999 },
+      kernel_ringbuf_drops: rounds.map((r) => r.agentPaced.kernel.ringbufDrops ?? null),
+    },
     completeness_at_saturation: { median: r3(median(completeness)), spread: spread(completeness).map(r3) },
-    wrong_documents: rounds.reduce((n, r) => n + r.agent.wrong, 0),
-    unanswered_at_stop: rounds.reduce((n, r) => n + r.agent.unanswered, 0),
+    wrong_documents: rounds.reduce((n, r) => n + r.agent.wrong + r.agentPaced.wrong, 0),
+    unanswered_at_stop: rounds.reduce((n, r) => n + r.agent.unanswered + r.agentPaced.unanswered, 0),
     kernel_ringbuf_drops: rounds.map((r) => r.agent.kernel.ringbufDrops ?? null),
     agent_cpu_seconds_per_10k_txns: { median: r3(median(cpuPer10k)), spread: spread(cpuPer10k).map(r3), target: 0.2 },
     agent_events_per_s: Math.round(median(rounds.map((r) => r.agent.eventsPerS))),
