@@ -1,41 +1,18 @@
 import type { Detection, ProtocolModule } from '../types';
 import { mysqlDocumentFields } from './document';
 import { createMysqlSession } from './session';
-import type { MysqlData } from './types';
+import type { MysqlData, MysqlSessionOptions } from './types';
 
-export interface MysqlModuleOptions {
+/** The session's options (defaults live there) plus what only the document needs. */
+export interface MysqlModuleOptions extends MysqlSessionOptions {
   /** Report the query text in `request`. */
   sendRequest?: boolean;
-  /** Report the first result set as CSV in `response`. */
-  sendResponse?: boolean;
-  /** Rows in `response`. */
-  maxRows?: number;
-  /** Characters of cell text per row in `response`. */
-  maxRowLength?: number;
-  /** Longest query text kept (bytes); longer ones are cut. */
-  maxQueryBytes?: number;
-  /** Prepared statements remembered per connection. */
-  maxStatements?: number;
-  /** Commands waiting for their response per connection. */
-  maxPending?: number;
-  /** Report COM_PING exchanges (connection-pool health checks) as transactions. */
-  reportPings?: boolean;
 }
 
 /** MySQL / MariaDB: sessions and document fields. */
 export function createMysqlModule(options: MysqlModuleOptions = {}): ProtocolModule<MysqlData> {
-  const {
-    sendRequest = false,
-    sendResponse = false,
-    maxRows = 10,
-    maxRowLength = 1024,
-    maxQueryBytes = 64 * 1024,
-    maxStatements = 256,
-    maxPending = 128,
-    reportPings = false,
-  } = options;
-  const sessionOptions = { sendResponse, maxRows, maxRowLength, maxQueryBytes, maxStatements, maxPending, reportPings };
-  const docOptions = { sendRequest, sendResponse };
+  const { sendRequest = false, ...sessionOptions } = options;
+  const docOptions = { sendRequest, sendResponse: sessionOptions.sendResponse ?? false };
   return {
     name: 'mysql',
     createSession: (sink) => createMysqlSession(sink, sessionOptions),

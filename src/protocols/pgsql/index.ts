@@ -8,17 +8,9 @@ export type { PgsqlData, PgsqlOptions } from './types';
 
 /** PostgreSQL (frontend/backend protocol 3): sessions, document fields and content detection. */
 export function createPgsqlModule(options: PgsqlOptions = {}): ProtocolModule<PgsqlData> {
-  const {
-    sendRequest = false,
-    sendResponse = false,
-    maxRows = 10,
-    maxRowLength = 1024,
-    maxStatements = 1000,
-    maxStatementBytes = 1024 * 1024,
-    maxQueryBytes = 64 * 1024,
-  } = options;
-  const sessionOptions: PgsqlOptions = { sendResponse, maxRows, maxRowLength, maxStatements, maxStatementBytes, maxQueryBytes };
-  const docOptions = { sendRequest, sendResponse };
+  // the session owns the defaults of its limits
+  const { sendRequest = false, ...sessionOptions } = options;
+  const docOptions = { sendRequest, sendResponse: sessionOptions.sendResponse ?? false };
   return {
     name: 'pgsql',
     createSession: (sink) => createPgsqlSession(sink, sessionOptions),

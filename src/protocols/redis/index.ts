@@ -20,14 +20,8 @@ export interface RedisModuleOptions {
 
 /** Redis (RESP2/RESP3, inline commands): sessions and document fields. */
 export function createRedisModule(options: RedisModuleOptions = {}): ProtocolModule<RedisData> {
-  const {
-    sendRequest = false,
-    sendResponse = false,
-    maxTextLength = 1024,
-    queueMaxBytes = 1024 * 1024,
-    queueMaxMessages = 20000,
-  } = options;
-  const sessionOptions = { maxTextLength, queueMaxBytes, queueMaxMessages };
+  // the session owns the defaults of its limits
+  const { sendRequest = false, sendResponse = false, ...sessionOptions } = options;
   const docOptions = { sendRequest, sendResponse };
   return {
     name: 'redis',
