@@ -147,12 +147,14 @@ struct pbe_inflight {
 PBE_STATIC_ASSERT(sizeof(struct pbe_inflight) == 48, "abi: pbe_inflight");
 
 /*
- * Content inference for sockets on ports nobody configured: the first
- * PBE_INFER_EVENTS data events of such a socket go to user space, which looks
- * at the bytes and writes a verdict (keyed by socket inode) back: track it
- * from now on, or ignore it (then it costs one map lookup per syscall).
+ * Content inference for sockets on ports nobody configured: the data events
+ * of such a socket go to user space, which looks at the first bytes and writes
+ * a verdict (keyed by socket inode) back: track it from now on, or ignore it
+ * (then it costs one map lookup per syscall). PBE_INFER_EVENTS bounds what an
+ * undecided socket may send while the verdict is on its way (a drain period):
+ * large enough that a decided socket loses nothing of its first exchanges.
  */
-#define PBE_INFER_EVENTS 8
+#define PBE_INFER_EVENTS 64
 #define PBE_MAX_VERDICTS 65536
 enum pbe_verdict_kind {
 	PBE_VERDICT_UNDECIDED = 0,

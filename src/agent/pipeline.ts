@@ -1,6 +1,6 @@
 import * as os from 'node:os';
 import type { CaptureEvent } from '../capture/events';
-import { EXEC_FILENAME, EventDir, EventKind, INFER_EVENTS } from '../capture/layout';
+import { EXEC_FILENAME, EventDir, EventKind } from '../capture/layout';
 import type { CaptureSink } from '../capture/source';
 import type { Config } from '../config';
 import { ConnTable, type Conn } from '../conn/table';
@@ -69,6 +69,8 @@ export interface PipelineOptions {
 
 /** Bytes per direction looked at before content inference gives up. */
 const INFER_BYTES = 2048;
+/** Data events looked at before content inference gives up (the kernel lets more through meanwhile). */
+const INFER_DECIDE_EVENTS = 8;
 
 /** A socket of an unknown port whose protocol is not decided yet: its first events, copied. */
 interface Inference {
@@ -382,7 +384,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       }
       if (r === 'need-more') undecided = true;
     }
-    const exhausted = inf.events.length >= INFER_EVENTS || (inf.client.length >= INFER_BYTES && inf.server.length >= INFER_BYTES);
+    const exhausted = inf.events.length >= INFER_DECIDE_EVENTS || (inf.client.length >= INFER_BYTES && inf.server.length >= INFER_BYTES);
     if (!decided && undecided && !exhausted) return;
     inferring.delete(conn);
     verdicts.push([conn.sockId, decided !== undefined]);

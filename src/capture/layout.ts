@@ -5,8 +5,8 @@
  */
 export const EVENT_HEADER_SIZE = 128;
 
-/** Data events of an undecided socket the kernel sends for content inference (PBE_INFER_EVENTS). */
-export const INFER_EVENTS = 8;
+/** Data events an undecided socket may send while its verdict is on its way (PBE_INFER_EVENTS). */
+export const INFER_EVENTS = 64;
 
 export const EVENT_FIELDS = {
   ts_ns: { offset: 0, size: 8 },

@@ -65,9 +65,9 @@ describe('MySQL/MariaDB transactions from the kernel', { skip }, () => {
   });
 
   const myDocs = () => agent.docs.filter((d) => d.type === 'mysql');
-  const one = (query: string): Doc => {
+  const one = (query: string, debug = false): Doc => {
     const found = myDocs().filter((d) => d.query === query);
-    assert.equal(found.length, 1, `${query}: ${JSON.stringify(myDocs().map((d) => d.query))}`);
+    assert.equal(found.length, 1, debug ? JSON.stringify(found, null, 1) : `${query}: ${JSON.stringify(myDocs().map((d) => d.query))}`);
     return found[0];
   };
 
@@ -118,7 +118,7 @@ describe('MySQL/MariaDB transactions from the kernel', { skip }, () => {
   });
 
   test('MariaDB on an unconfigured port is recognised by content (the server speaks first)', () => {
-    const d = one('SELECT 42 AS answer');
+    const d = one('SELECT 42 AS answer', true);
     assert.equal(d.destination.port, INFERRED_PORT);
     assert.equal(d.source.process.pid, inferredPid);
     assert.equal(d.destination.process.pid, db2.pid);
