@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdarg>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -27,6 +28,8 @@ constexpr size_t kBatchBytes = 1024 * 1024;
 constexpr int kBatchFull = -ENOSPC;
 // Full batches handed over per wake-up before the event loop gets a turn (timers, outputs).
 constexpr int kBatchesPerTurn = 2;
+// The drain timer's shortest period, used while events keep coming.
+constexpr uint64_t kMinIntervalMs = 1;
 
 // libbpf's messages go to a bounded buffer; errors carry its tail.
 std::string g_libbpf_log;
@@ -271,8 +274,18 @@ class Capture : public Napi::ObjectWrap<Capture> {
     uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* h, int, int) {
       static_cast<Capture*>(h->data)->DrainToJs();
     });
-    uv_timer_start(timer_, [](uv_timer_t* h) { static_cast<Capture*>(h->data)->DrainToJs(); },
-                   interval_, interval_);
+    next_ms_ = kMinIntervalMs;
+    uv_timer_start(timer_, OnTimer, next_ms_, 0);
+  }
+
+  // Adaptive drain: soon again while events keep coming (small batches keep the
+  // traced application's tail latency low), backing off to interval_ when idle.
+  static void OnTimer(uv_timer_t* h) {
+    Capture* self = static_cast<Capture*>(h->data);
+    bool got = self->DrainToJs();
+    if (!self->timer_ || self->paused_) return;
+    self->next_ms_ = got ? kMinIntervalMs : std::min<uint64_t>(self->next_ms_ * 2, self->interval_);
+    uv_timer_start(self->timer_, OnTimer, self->next_ms_, 0);
   }
 
   // pause(): stop draining (backpressure: the ring buffer holds, then the kernel counts drops).
@@ -293,7 +306,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
 
   // drain(): consume what is in the ring buffer now (batches go to onBatch).
   Napi::Value Drain(const Napi::CallbackInfo& info) {
-    if (rb_) DrainToJs();
+    if (rb_) (void)DrainToJs();
     return info.Env().Undefined();
   }
 
@@ -311,13 +324,16 @@ class Capture : public Napi::ObjectWrap<Capture> {
   }
 
   // Consume the ring buffer, one JS call per batch. Never throws into libuv.
-  void DrainToJs() {
-    if (!rb_ || draining_) return;
+  // Returns whether anything was handed over.
+  bool DrainToJs() {
+    if (!rb_ || draining_) return false;
     draining_ = true;
+    bool got = false;
     Napi::Env env = Env();
     for (int turn = 0; turn < kBatchesPerTurn; turn++) {
       int r = ring_buffer__consume(rb_);
       if (!batch_.empty()) {
+        got = true;
         Napi::HandleScope scope(env);
         Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::Copy(env, batch_.data(), batch_.size());
         batch_.clear();
@@ -331,6 +347,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
       if (r != kBatchFull || !rb_ || paused_) break;
     }
     draining_ = false;
+    return got;
   }
 
   // counters() -> array of sums over CPUs, indexed by enum pbe_counter.
@@ -431,7 +448,8 @@ class Capture : public Napi::ObjectWrap<Capture> {
   std::vector<uint8_t> batch_;
   bool draining_ = false;
   bool paused_ = false;
-  uint64_t interval_ = 20;
+  uint64_t interval_ = 20;  // longest drain period (idle)
+  uint64_t next_ms_ = 1;
   bool cleanup_hook_ = false;
   Napi::Env::CleanupHook<void (*)(Capture*), Capture> cleanup_;
 };

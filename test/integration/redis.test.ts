@@ -32,18 +32,24 @@ describe('Redis transactions from the kernel', { skip }, () => {
     pids.error = await redisCli(['INCR', 'greeting']);
     // a pipelined batch: every command written before any reply is read
     pids.pipe = await redisCli(['--pipe'], ['RPUSH list a', 'RPUSH list b', 'LRANGE list 0 -1', 'LPOP list'].map((l) => `${l}\r\n`).join(''));
-    const client = new Redis({ port: PORT, host: '127.0.0.1', lazyConnect: true });
+    const client = new Redis({ port: PORT, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 1 });
+    // a connection error fails the test with its message instead of an unhandled event
+    const errors: Error[] = [];
+    client.on('error', (e: Error) => errors.push(e));
     await client.connect();
     await client.pipeline().set('k1', 'v1').set('k2', 'v2').mget('k1', 'k2').exec();
     // pub/sub: the pushed message is no reply to anything
-    const sub = new Redis({ port: PORT, host: '127.0.0.1' });
+    const sub = new Redis({ port: PORT, host: '127.0.0.1', maxRetriesPerRequest: 1 });
+    sub.on('error', (e: Error) => errors.push(e));
     const got = new Promise<string>((resolve) => sub.on('message', (_c: string, m: string) => resolve(m)));
     await sub.subscribe('news');
     await client.publish('news', 'extra');
-    assert.equal(await got, 'extra');
+    const timeout = new Promise<string>((resolve) => setTimeout(() => resolve('(no message within 5 s)'), 5000).unref());
+    assert.equal(await Promise.race([got, timeout]), 'extra');
     await client.get('k1');
     sub.disconnect();
     client.disconnect();
+    assert.deepEqual(errors.map((e) => e.message), []);
     pids.inferred = await new Promise<number>((resolve) => {
       const c = spawn('redis-cli', ['-p', String(INFERRED_PORT), 'SET', 'found', 'bycontent'], { stdio: 'ignore' });
       c.on('exit', () => resolve(c.pid!));
