@@ -28,8 +28,6 @@ constexpr size_t kBatchBytes = 1024 * 1024;
 constexpr int kBatchFull = -ENOSPC;
 // Full batches handed over per wake-up before the event loop gets a turn (timers, outputs).
 constexpr int kBatchesPerTurn = 2;
-// The drain timer's shortest period, used while events keep coming.
-constexpr uint64_t kMinIntervalMs = 1;
 
 // libbpf's messages go to a bounded buffer; errors carry its tail.
 std::string g_libbpf_log;
@@ -239,7 +237,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
     return env.Undefined();
   }
 
-  // start(onBatch: (batch: Buffer) => void, intervalMs: number)
+  // start(onBatch: (batch: Buffer) => void, intervalMs: number, minIntervalMs?: number)
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!skel_) return Closed(env);
@@ -253,6 +251,9 @@ class Capture : public Napi::ObjectWrap<Capture> {
     }
     on_batch_ = Napi::Persistent(info[0].As<Napi::Function>());
     interval_ = info[1].As<Napi::Number>().Uint32Value();
+    min_interval_ = info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 1;
+    if (min_interval_ < 1) min_interval_ = 1;
+    if (interval_ < min_interval_) interval_ = min_interval_;
     rb_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), OnSample, this, nullptr);
     if (!rb_) {
       ThrowErrno(env, "create ring buffer reader", errno);
@@ -274,7 +275,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
     uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* h, int, int) {
       static_cast<Capture*>(h->data)->DrainToJs();
     });
-    next_ms_ = kMinIntervalMs;
+    next_ms_ = min_interval_;
     uv_timer_start(timer_, OnTimer, next_ms_, 0);
   }
 
@@ -284,7 +285,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
     Capture* self = static_cast<Capture*>(h->data);
     bool got = self->DrainToJs();
     if (!self->timer_ || self->paused_) return;
-    self->next_ms_ = got ? kMinIntervalMs : std::min<uint64_t>(self->next_ms_ * 2, self->interval_);
+    self->next_ms_ = got ? self->min_interval_ : std::min<uint64_t>(self->next_ms_ * 2, self->interval_);
     uv_timer_start(self->timer_, OnTimer, self->next_ms_, 0);
   }
 
@@ -448,7 +449,8 @@ class Capture : public Napi::ObjectWrap<Capture> {
   std::vector<uint8_t> batch_;
   bool draining_ = false;
   bool paused_ = false;
-  uint64_t interval_ = 20;  // longest drain period (idle)
+  uint64_t interval_ = 20;     // longest drain period (idle)
+  uint64_t min_interval_ = 1;  // shortest, while events keep coming
   uint64_t next_ms_ = 1;
   bool cleanup_hook_ = false;
   Napi::Env::CleanupHook<void (*)(Capture*), Capture> cleanup_;

@@ -97,8 +97,10 @@ export const configSchema = z.strictObject({
     .default(16 * 1024 * 1024),
   /** Wake the agent when this many bytes wait in the ring buffer. */
   wakeup_bytes: z.number().int().min(0).default(256 * 1024),
-  /** The agent drains the ring buffer at least this often. */
+  /** The agent drains the ring buffer every drain_min_interval_ms while events come, at least this often when idle. */
   drain_interval_ms: z.number().int().min(1).max(1000).default(20),
+  /** Smaller: lower added latency for the traced applications; larger: less agent CPU under load. */
+  drain_min_interval_ms: z.number().int().min(1).max(1000).default(1),
   /** Seconds between stats lines on stderr (0: only at exit). */
   stats_interval_s: z.number().min(0).default(30),
   output: z

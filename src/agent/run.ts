@@ -84,6 +84,7 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
     ringBytes: config.ring_buffer_bytes,
     wakeupBytes: config.wakeup_bytes,
     drainIntervalMs: config.drain_interval_ms,
+    drainMinIntervalMs: config.drain_min_interval_ms,
     debug: process.env.PBE_LIBBPF_DEBUG === '1',
     onDecodeError: (err) => log.error({ err }, 'bad event batch'),
   });

@@ -27,7 +27,8 @@ export interface NativeCapture {
   setPids(pids: number[]): void;
   /** Content-inference decisions: [socket inode, 1 track | 2 ignore]. */
   setVerdicts(verdicts: Array<[number, number]>): void;
-  start(onBatch: (batch: Buffer) => void, intervalMs: number): void;
+  /** Drain every minIntervalMs while events keep coming, backing off to intervalMs when idle. */
+  start(onBatch: (batch: Buffer) => void, intervalMs: number, minIntervalMs: number): void;
   drain(): void;
   /** Stop / restart draining (backpressure from the outputs). */
   pause(): void;

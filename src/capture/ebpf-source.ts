@@ -13,6 +13,7 @@ export interface EbpfSourceOptions {
   ringBytes: number;
   wakeupBytes: number;
   drainIntervalMs: number;
+  drainMinIntervalMs?: number;
   selfTgid?: number;
   debug?: boolean;
   binding?: CaptureBinding;
@@ -108,7 +109,7 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource {
           options.onDecodeError?.(err as Error);
         }
         sink.onBatchEnd();
-      }, options.drainIntervalMs);
+      }, options.drainIntervalMs, options.drainMinIntervalMs ?? 1);
     },
     flush() {
       if (!closed) native.drain();
