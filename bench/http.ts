@@ -12,15 +12,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
+import { arg, median, r3, spread, withAgent, withFloor, writeResult } from './common';
 
-const REPO = path.resolve(__dirname, '../..');
 const PORT = 18300;
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-}
 
 const ROUNDS = arg('rounds', 5);
 const SECONDS = arg('seconds', 5);
@@ -72,30 +66,6 @@ http { access_log off; keepalive_requests 1000000; client_body_temp_path ${dir}/
   return spawn('nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });
 }
 
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
-function rssMiB(pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-async function waitLine(child: ChildProcess, stream: 'stdout' | 'stderr', pred: (l: string) => boolean): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const rl = readline.createInterface({ input: child[stream]! });
-    rl.on('line', (l) => {
-      if (pred(l)) {
-        rl.removeAllListeners('line');
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`exited (${code}) before ready`)));
-  });
-}
-
 interface AgentRound extends WrkResult {
   transactions: number;
   wrong: number;
@@ -108,40 +78,13 @@ interface AgentRound extends WrkResult {
 }
 
 async function agentRound(seconds: number, dir: string, paced = false): Promise<AgentRound> {
-  // documents go to a file (a slow reader would only measure itself), checked afterwards
-  const docsFile = path.join(dir, 'docs.ndjson');
-  const fd = fs.openSync(docsFile, 'w');
-  const child = spawn(process.execPath, [path.join(REPO, 'bin/packetbeat-ebpf'), 'run', '--ports', `http=${PORT}`, '--stats-interval', '0'], {
-    stdio: ['ignore', fd, 'pipe'],
-  });
-  fs.closeSync(fd);
-  let last: Record<string, any> = {};
-  const stderr = readline.createInterface({ input: child.stderr! });
-  const ready = new Promise<void>((resolve) =>
-    stderr.on('line', (l) => {
-      if (l.includes('"capturing"')) resolve();
-      if (l.includes('"stopping"')) last = JSON.parse(l).stats;
-    }),
-  );
-  await ready;
-  const cpu0 = cpuSeconds(child.pid!);
-  const t0 = Date.now();
-  const w = wrk(seconds, paced);
-  const rss = rssMiB(child.pid!);
-  await new Promise((r) => setTimeout(r, 1000)); // let the agent finish what was captured
-  const cpu = cpuSeconds(child.pid!) - cpu0;
-  const elapsed = (Date.now() - t0) / 1000;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGINT');
-  await exited;
-  // every document is checked against what wrk sent
+  const run = await withAgent(['--ports', `http=${PORT}`], dir, () => wrk(seconds, paced));
+  // every document is checked against what wrk sent; requests in flight when wrk
+  // stops are reported unanswered: not a completed request
   let transactions = 0;
   let wrong = 0;
   let unanswered = 0;
-  for (const l of fs.readFileSync(docsFile, 'utf8').split('\n')) {
-    if (!l) continue;
-    const d = JSON.parse(l) as Record<string, any>;
-    // requests in flight when wrk stops are reported unanswered: not a completed request
+  for (const d of run.docs) {
     if (d.http?.response === undefined && d.method === 'GET' && d.url?.path === '/hello') {
       unanswered++;
       continue;
@@ -149,36 +92,23 @@ async function agentRound(seconds: number, dir: string, paced = false): Promise<
     transactions++;
     if (d.method !== 'GET' || d.url?.path !== '/hello' || d.http?.response?.status_code !== 200) wrong++;
   }
-  fs.rmSync(docsFile);
+  const elapsed = seconds + 1;
   return {
-    ...w,
+    ...run.result,
     transactions,
     wrong,
     unanswered,
-    cpuSeconds: cpu,
-    rssMiB: rss,
-    kernel: last.kernel ?? {},
-    eventsPerS: (last.events ?? 0) / elapsed,
-    mbPerS: (last.bytes_captured ?? 0) / elapsed / 1e6,
+    cpuSeconds: run.cpuSeconds,
+    rssMiB: run.rssMiB,
+    kernel: run.stats.kernel ?? {},
+    eventsPerS: (run.stats.events ?? 0) / elapsed,
+    mbPerS: (run.stats.bytes_captured ?? 0) / elapsed / 1e6,
   };
 }
 
 async function floorRound(seconds: number): Promise<WrkResult> {
-  const floor = spawn(path.join(REPO, 'bench/floor/floor'), [String(PORT), String(seconds + 5)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await waitLine(floor, 'stdout', (l) => l === 'ready');
-  const w = wrk(seconds);
-  const exited = new Promise((r) => floor.once('exit', r));
-  floor.kill('SIGINT');
-  await exited;
-  return w;
+  return withFloor([PORT], seconds, () => wrk(seconds));
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-const spread = (xs: number[]) => [Math.min(...xs), Math.max(...xs)];
-const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-bench-'));
@@ -240,9 +170,7 @@ async function main(): Promise<void> {
     agent_rss_mib: r3(median(rounds.map((r) => r.agent.rssMiB))),
     rounds,
   };
-  const out = path.join(REPO, 'bench/results', `http-${new Date().toISOString().slice(0, 10)}.json`);
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify(summary, null, 2) + '\n');
+  const out = writeResult('http', summary);
   const { rounds: _omit, ...short } = summary;
   process.stdout.write(JSON.stringify(short, null, 2) + '\n');
   process.stderr.write(`written to ${out}\n`);
