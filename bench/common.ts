@@ -109,3 +109,19 @@ export function writeResult(name: string, summary: object): string {
   fs.writeFileSync(out, JSON.stringify(summary, null, 2) + '\n');
   return out;
 }
+
+/** Write the result file, print its summary (without the per-round detail), say where it went. */
+export function report(name: string, summary: Record<string, unknown>): void {
+  const out = writeResult(name, summary);
+  const { rounds: _omit, ...short } = summary;
+  process.stdout.write(JSON.stringify(short, null, 2) + '\n');
+  process.stderr.write(`written to ${out}\n`);
+}
+
+/** Run a benchmark's main; a failure prints its stack and exits 1. */
+export function runMain(main: () => Promise<void>): void {
+  main().catch((err) => {
+    process.stderr.write(`${(err as Error).stack}\n`);
+    process.exit(1);
+  });
+}

@@ -12,7 +12,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { arg, median, r3, spread, withAgent, withFloor, writeResult } from './common';
+import { arg, median, r3, spread, withAgent, withFloor, report, runMain } from './common';
 
 const PORT = 18300;
 
@@ -170,13 +170,7 @@ async function main(): Promise<void> {
     agent_rss_mib: r3(median(rounds.map((r) => r.agent.rssMiB))),
     rounds,
   };
-  const out = writeResult('http', summary);
-  const { rounds: _omit, ...short } = summary;
-  process.stdout.write(JSON.stringify(short, null, 2) + '\n');
-  process.stderr.write(`written to ${out}\n`);
+  report('http', summary);
 }
 
-main().catch((err) => {
-  process.stderr.write(`${(err as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);

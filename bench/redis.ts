@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { arg, summarize, withAgent, withFloor, writeResult } from './common';
+import { arg, summarize, withAgent, withFloor, report, runMain } from './common';
 
 const PORT = 18320;
 const ROUNDS = arg('rounds', 5);
@@ -72,13 +72,7 @@ async function main(): Promise<void> {
     agent_cpu_seconds_per_10k_txns: summarize(rounds.map((r) => (r.cpu / r.transactions) * 1e4)),
     rounds,
   };
-  const out = writeResult('redis', summary);
-  const { rounds: _omit, ...short } = summary;
-  process.stdout.write(JSON.stringify(short, null, 2) + '\n');
-  process.stderr.write(`written to ${out}\n`);
+  report('redis', summary);
 }
 
-main().catch((err) => {
-  process.stderr.write(`${(err as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);

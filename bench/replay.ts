@@ -14,14 +14,9 @@ import { replayCapture } from '../src/agent/replay';
 import { validateConfig } from '../src/config';
 import type { Output } from '../src/outputs/types';
 import { createLogger } from '../src/util/logger';
+import { arg, report, runMain } from './common';
 
-const REPO = path.resolve(__dirname, '../..');
 const PORT = 18310;
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-}
 
 const TARGET_MB = arg('mb', 100);
 const BODY = arg('body', 4096);
@@ -76,16 +71,10 @@ async function main(): Promise<void> {
       parse_errors: result.pipeline.parseErrors,
       target_mb_per_s: 100,
     };
-    const out = path.join(REPO, 'bench/results', `replay-${new Date().toISOString().slice(0, 10)}.json`);
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, JSON.stringify(summary, null, 2) + '\n');
-    process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+    report('replay', summary);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-main().catch((err) => {
-  process.stderr.write(`${(err as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);
