@@ -24,6 +24,26 @@ namespace {
 
 // Batches handed to JavaScript stop growing past this many bytes.
 constexpr size_t kBatchBytes = 1024 * 1024;
+// Which programs a capture mode loads, by section prefix; programs matching
+// none of the modes (sched/sched_process_exec) load in every mode.
+struct ModeSections {
+  const char* mode;
+  const char* prefixes[3];
+};
+constexpr ModeSections kModes[] = {
+    {"syscall", {"tracepoint/syscalls/", nullptr, nullptr}},
+    {"fentry", {"fentry/", "fexit/", nullptr}},
+    {"kprobe", {"ksyscall/", "kretsyscall/", nullptr}},
+};
+
+// The mode whose programs `section` belongs to, or nullptr for a common program.
+const char* ModeOfSection(const char* section) {
+  for (const ModeSections& m : kModes)
+    for (const char* p : m.prefixes)
+      if (p && strncmp(section, p, strlen(p)) == 0) return m.mode;
+  return nullptr;
+}
+
 // Sentinel returned by the sample callback when the batch is full.
 constexpr int kBatchFull = -ENOSPC;
 // Full batches handed over per wake-up before the event loop gets a turn (timers, outputs).
@@ -93,7 +113,8 @@ class Capture : public Napi::ObjectWrap<Capture> {
                        });
   }
 
-  // new Capture({ selfTgid, maxPayload, filterPids, allPorts, wakeupBytes, ringBytes, debug })
+  // new Capture({ mode, selfTgid, maxPayload, filterPids, allPorts, wakeupBytes, ringBytes, debug })
+  // mode: "syscall" | "fentry" | "kprobe" (the hooks the data programs use).
   explicit Capture(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Capture>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject()) {
@@ -113,6 +134,19 @@ class Capture : public Napi::ObjectWrap<Capture> {
     if (!skel_) {
       ThrowErrno(env, "open BPF object", errno);
       return;
+    }
+    std::string mode = o.Get("mode").IsString() ? o.Get("mode").As<Napi::String>().Utf8Value() : "syscall";
+    bool known = false;
+    for (const ModeSections& m : kModes) known = known || mode == m.mode;
+    if (!known) {
+      Napi::TypeError::New(env, "unknown capture mode: " + mode).ThrowAsJavaScriptException();
+      Destroy();
+      return;
+    }
+    struct bpf_program* prog;
+    bpf_object__for_each_program(prog, skel_->obj) {
+      const char* owner = ModeOfSection(bpf_program__section_name(prog));
+      if (owner && mode != owner) bpf_program__set_autoload(prog, false);
     }
     skel_->rodata->self_tgid = static_cast<__u32>(num("selfTgid"));
     skel_->rodata->max_payload = static_cast<__u32>(num("maxPayload"));
@@ -152,6 +186,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
     uint32_t nfail = 0;
     struct bpf_program* prog;
     bpf_object__for_each_program(prog, skel_->obj) {
+      if (!bpf_program__autoload(prog)) continue;
       struct bpf_link* link = bpf_program__attach(prog);
       if (!link) {
         int err = errno;

@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
 #include "capture.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -451,134 +452,87 @@ static __always_inline int finish(long ret, int vectored)
 	return 0;
 }
 
-#define ARG(ctx, n) ((ctx)->args[n])
+/*
+ * One body per syscall, called from three kinds of hooks (the capture modes):
+ *   syscall: tracepoints syscalls/sys_{enter,exit}_<name>
+ *   fentry:  fentry/fexit on the syscall's entry function (__x64_sys_<name>)
+ *   kprobe:  kprobe/kretprobe on the same function (libbpf's ksyscall)
+ * The loader keeps only one mode's programs, so the events are identical.
+ * Arguments arrive as raw 64-bit values a0..a3.
+ */
+#define U64 __u64
 
-SEC("tracepoint/syscalls/sys_enter_read")
-int handle_enter_read(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int enter_read(U64 a0, U64 a1, U64 a2, U64 a3)
 {
-	return stash(ARG(ctx, 0), ARG(ctx, 1), 0, PBE_SRC_READ, PBE_DIR_INGRESS);
+	return stash(a0, a1, 0, PBE_SRC_READ, PBE_DIR_INGRESS);
 }
+static __always_inline int exit_read(long ret) { return finish(ret, 0); }
 
-SEC("tracepoint/syscalls/sys_exit_read")
-int handle_exit_read(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int enter_write(U64 a0, U64 a1, U64 a2, U64 a3)
 {
-	return finish(ctx->ret, 0);
+	return stash(a0, a1, 0, PBE_SRC_WRITE, PBE_DIR_EGRESS);
 }
+static __always_inline int exit_write(long ret) { return finish(ret, 0); }
 
-SEC("tracepoint/syscalls/sys_enter_write")
-int handle_enter_write(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int enter_recvfrom(U64 a0, U64 a1, U64 a2, U64 a3)
 {
-	return stash(ARG(ctx, 0), ARG(ctx, 1), 0, PBE_SRC_WRITE, PBE_DIR_EGRESS);
-}
-
-SEC("tracepoint/syscalls/sys_exit_write")
-int handle_exit_write(struct trace_event_raw_sys_exit *ctx)
-{
-	return finish(ctx->ret, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int handle_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
-{
-	if (ARG(ctx, 3) & MSG_PEEK_)
+	if (a3 & MSG_PEEK_)
 		return 0; /* peeked bytes are read again later */
-	return stash(ARG(ctx, 0), ARG(ctx, 1), 0, PBE_SRC_RECVFROM, PBE_DIR_INGRESS);
+	return stash(a0, a1, 0, PBE_SRC_RECVFROM, PBE_DIR_INGRESS);
 }
+static __always_inline int exit_recvfrom(long ret) { return finish(ret, 0); }
 
-SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int handle_exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int enter_sendto(U64 a0, U64 a1, U64 a2, U64 a3)
 {
-	return finish(ctx->ret, 0);
+	return stash(a0, a1, 0, PBE_SRC_SENDTO, PBE_DIR_EGRESS);
 }
+static __always_inline int exit_sendto(long ret) { return finish(ret, 0); }
 
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int handle_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int enter_readv(U64 a0, U64 a1, U64 a2, U64 a3)
 {
-	return stash(ARG(ctx, 0), ARG(ctx, 1), 0, PBE_SRC_SENDTO, PBE_DIR_EGRESS);
+	return stash(a0, a1, a2, PBE_SRC_READV, PBE_DIR_INGRESS);
 }
+static __always_inline int exit_readv(long ret) { return finish(ret, 1); }
 
-SEC("tracepoint/syscalls/sys_exit_sendto")
-int handle_exit_sendto(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int enter_writev(U64 a0, U64 a1, U64 a2, U64 a3)
 {
-	return finish(ctx->ret, 0);
+	return stash(a0, a1, a2, PBE_SRC_WRITEV, PBE_DIR_EGRESS);
 }
-
-SEC("tracepoint/syscalls/sys_enter_readv")
-int handle_enter_readv(struct trace_event_raw_sys_enter *ctx)
-{
-	return stash(ARG(ctx, 0), ARG(ctx, 1), ARG(ctx, 2), PBE_SRC_READV, PBE_DIR_INGRESS);
-}
-
-SEC("tracepoint/syscalls/sys_exit_readv")
-int handle_exit_readv(struct trace_event_raw_sys_exit *ctx)
-{
-	return finish(ctx->ret, 1);
-}
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int handle_enter_writev(struct trace_event_raw_sys_enter *ctx)
-{
-	return stash(ARG(ctx, 0), ARG(ctx, 1), ARG(ctx, 2), PBE_SRC_WRITEV, PBE_DIR_EGRESS);
-}
-
-SEC("tracepoint/syscalls/sys_exit_writev")
-int handle_exit_writev(struct trace_event_raw_sys_exit *ctx)
-{
-	return finish(ctx->ret, 1);
-}
+static __always_inline int exit_writev(long ret) { return finish(ret, 1); }
 
 /* msghdr: the iovec array and its length live in user memory. */
-static __always_inline int stash_msg(struct trace_event_raw_sys_enter *ctx, __u8 source, __u8 dir)
+static __always_inline int stash_msg(U64 fd, U64 msgp, U64 flags, __u8 source, __u8 dir)
 {
 	struct user_msghdr msg = {};
 
-	if (dir == PBE_DIR_INGRESS && (ARG(ctx, 2) & MSG_PEEK_))
+	if (dir == PBE_DIR_INGRESS && (flags & MSG_PEEK_))
 		return 0;
-	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ARG(ctx, 1)))
+	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)msgp))
 		return 0;
-	return stash(ARG(ctx, 0), (__u64)msg.msg_iov, (__u32)msg.msg_iovlen, source, dir);
+	return stash(fd, (__u64)msg.msg_iov, (__u32)msg.msg_iovlen, source, dir);
 }
 
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int handle_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int enter_recvmsg(U64 a0, U64 a1, U64 a2, U64 a3)
 {
-	return stash_msg(ctx, PBE_SRC_RECVMSG, PBE_DIR_INGRESS);
+	return stash_msg(a0, a1, a2, PBE_SRC_RECVMSG, PBE_DIR_INGRESS);
 }
+static __always_inline int exit_recvmsg(long ret) { return finish(ret, 1); }
 
-SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int handle_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int enter_sendmsg(U64 a0, U64 a1, U64 a2, U64 a3)
 {
-	return finish(ctx->ret, 1);
+	return stash_msg(a0, a1, a2, PBE_SRC_SENDMSG, PBE_DIR_EGRESS);
 }
-
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int handle_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return stash_msg(ctx, PBE_SRC_SENDMSG, PBE_DIR_EGRESS);
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendmsg")
-int handle_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	return finish(ctx->ret, 1);
-}
+static __always_inline int exit_sendmsg(long ret) { return finish(ret, 1); }
 
 /* sendfile: no payload to copy, but the stream moves (data-less event). */
-SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int handle_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int enter_sendfile64(U64 a0, U64 a1, U64 a2, U64 a3)
 {
-	return stash(ARG(ctx, 0), 0, 0, PBE_SRC_SENDFILE, PBE_DIR_EGRESS);
+	return stash(a0, 0, 0, PBE_SRC_SENDFILE, PBE_DIR_EGRESS);
 }
-
-SEC("tracepoint/syscalls/sys_exit_sendfile64")
-int handle_exit_sendfile64(struct trace_event_raw_sys_exit *ctx)
-{
-	return finish(ctx->ret, 0);
-}
+static __always_inline int exit_sendfile64(long ret) { return finish(ret, 0); }
 
 /* connect: the fd is stashed at enter, the socket read at exit. */
-SEC("tracepoint/syscalls/sys_enter_connect")
-int handle_enter_connect(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int enter_connect(U64 a0, U64 a1, U64 a2, U64 a3)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct pbe_inflight st = {};
@@ -586,14 +540,13 @@ int handle_enter_connect(struct trace_event_raw_sys_enter *ctx)
 	if (!pid_wanted(pid_tgid >> 32))
 		return 0;
 	st.enter_ns = bpf_ktime_get_ns();
-	st.fd = ARG(ctx, 0);
+	st.fd = a0;
 	if (bpf_map_update_elem(&inflight, &pid_tgid, &st, BPF_ANY))
 		count(PBE_CNT_INFLIGHT_FULL, 1);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_connect")
-int handle_exit_connect(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int exit_connect(long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct pbe_inflight *st = bpf_map_lookup_elem(&inflight, &pid_tgid);
@@ -602,7 +555,7 @@ int handle_exit_connect(struct trace_event_raw_sys_exit *ctx)
 
 	if (!st)
 		return 0;
-	if (ctx->ret == 0 || ctx->ret == -EINPROGRESS_) {
+	if (ret == 0 || ret == -EINPROGRESS_) {
 		sk = fd_to_tcp_sock(st->fd, &ino);
 		if (sk && (ports_wanted(sk) || start_inference(ino)))
 			emit_conn_event(sk, ino, st->fd, PBE_KIND_CONNECT, st->enter_ns);
@@ -612,7 +565,7 @@ int handle_exit_connect(struct trace_event_raw_sys_exit *ctx)
 }
 
 /* accept/accept4: the new fd is the return value. */
-static __always_inline int accept_exit(long ret)
+static __always_inline int exit_accept(long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct sock *sk;
@@ -625,27 +578,15 @@ static __always_inline int accept_exit(long ret)
 		emit_conn_event(sk, ino, (__u32)ret, PBE_KIND_ACCEPT, 0);
 	return 0;
 }
-
-SEC("tracepoint/syscalls/sys_exit_accept")
-int handle_exit_accept(struct trace_event_raw_sys_exit *ctx)
-{
-	return accept_exit(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int handle_exit_accept4(struct trace_event_raw_sys_exit *ctx)
-{
-	return accept_exit(ctx->ret);
-}
+static __always_inline int exit_accept4(long ret) { return exit_accept(ret); }
 
 /* close: resolved at enter, while the fd still points at the socket. */
-SEC("tracepoint/syscalls/sys_enter_close")
-int handle_enter_close(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int enter_close(U64 a0, U64 a1, U64 a2, U64 a3)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct sock *sk;
 	__u64 ino = 0;
-	__u32 fd = ARG(ctx, 0);
+	__u32 fd = a0;
 
 	if (!pid_wanted(pid_tgid >> 32))
 		return 0;
@@ -658,6 +599,72 @@ int handle_enter_close(struct trace_event_raw_sys_enter *ctx)
 		bpf_map_delete_elem(&verdicts, &ino); /* the inode may be reused */
 	return 0;
 }
+
+/* syscall mode: tracepoints. */
+#define TP_ENTER(name)                                                                             \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                                \
+	int handle_enter_##name(struct trace_event_raw_sys_enter *ctx)                             \
+	{                                                                                          \
+		return enter_##name(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);       \
+	}
+#define TP_EXIT(name)                                                                              \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                                 \
+	int handle_exit_##name(struct trace_event_raw_sys_exit *ctx)                               \
+	{                                                                                          \
+		return exit_##name(ctx->ret);                                                      \
+	}
+
+/*
+ * fentry mode: BPF trampolines on the syscall entry function, whose one
+ * argument is the user's saved registers (the syscall-wrapper convention of
+ * x86_64 since 4.17; the 4th syscall argument is in r10).
+ */
+#define SYSCALL_FN(name) "__x64_sys_" #name
+#define FENTRY(name)                                                                               \
+	SEC("fentry/" SYSCALL_FN(name))                                                            \
+	int BPF_PROG(fentry_enter_##name, const struct pt_regs *regs)                              \
+	{                                                                                          \
+		return enter_##name(PT_REGS_PARM1_CORE_SYSCALL(regs), PT_REGS_PARM2_CORE_SYSCALL(regs), \
+				    PT_REGS_PARM3_CORE_SYSCALL(regs), PT_REGS_PARM4_CORE_SYSCALL(regs)); \
+	}
+#define FEXIT(name)                                                                                \
+	SEC("fexit/" SYSCALL_FN(name))                                                             \
+	int BPF_PROG(fexit_exit_##name, const struct pt_regs *regs, long ret)                      \
+	{                                                                                          \
+		return exit_##name(ret);                                                           \
+	}
+
+/* kprobe mode: kprobe/kretprobe on the same function (libbpf finds its name). */
+#define KPROBE(name)                                                                               \
+	SEC("ksyscall/" #name)                                                                     \
+	int BPF_KSYSCALL(kprobe_enter_##name, U64 a0, U64 a1, U64 a2, U64 a3)                      \
+	{                                                                                          \
+		return enter_##name(a0, a1, a2, a3);                                               \
+	}
+#define KRETPROBE(name)                                                                            \
+	SEC("kretsyscall/" #name)                                                                  \
+	int BPF_KRETPROBE(kprobe_exit_##name, long ret)                                            \
+	{                                                                                          \
+		return exit_##name(ret);                                                           \
+	}
+
+#define HOOK_ENTER(name) TP_ENTER(name) FENTRY(name) KPROBE(name)
+#define HOOK_EXIT(name) TP_EXIT(name) FEXIT(name) KRETPROBE(name)
+#define HOOK_BOTH(name) HOOK_ENTER(name) HOOK_EXIT(name)
+
+HOOK_BOTH(read)
+HOOK_BOTH(write)
+HOOK_BOTH(recvfrom)
+HOOK_BOTH(sendto)
+HOOK_BOTH(readv)
+HOOK_BOTH(writev)
+HOOK_BOTH(recvmsg)
+HOOK_BOTH(sendmsg)
+HOOK_BOTH(sendfile64)
+HOOK_BOTH(connect)
+HOOK_EXIT(accept)
+HOOK_EXIT(accept4)
+HOOK_ENTER(close)
 
 /* exec: the new program's path and argv, while the process surely exists. */
 SEC("tracepoint/sched/sched_process_exec")

@@ -60,6 +60,13 @@ const http = protocol(DEFAULT_PORTS.http).extend({
 });
 
 export const configSchema = z.strictObject({
+  /**
+   * Capture mode: auto picks the best that attaches (kprobe mode with fentry,
+   * then with kprobes, then syscall tracepoints).
+   */
+  mode: z.enum(['auto', 'syscall', 'kprobe']).default('auto'),
+  /** The kprobe mode's hooks: fentry/fexit, kprobe/kretprobe, or the best that attaches. */
+  kprobe_variant: z.enum(['auto', 'fentry', 'kprobe']).default('auto'),
   /** Bytes of payload head copied per syscall. */
   max_payload: z.number().int().min(64).max(PAYLOAD_LIMIT).default(4096),
   protocols: z

@@ -1,4 +1,5 @@
-import { createEbpfSource, CaptureStartError } from '../capture/ebpf-source';
+import { CaptureStartError } from '../capture/ebpf-source';
+import { hookCandidates, openKernelSource } from '../capture/select-mode';
 import type { CaptureSource } from '../capture/source';
 import type { Config } from '../config';
 import { createRecorder, type Recorder } from '../capture/recording';
@@ -75,7 +76,7 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
   const processes = createProcessCache();
   const pipeline = createPipeline({ config, outputs, processes, logger, onVerdicts: (v) => source.setVerdicts?.(v) });
   let recorder: Recorder | undefined;
-  const source = createEbpfSource({
+  const { source, attempts } = openKernelSource({
     onBatch: (batch) => recorder?.write(batch),
     ports: kernelPorts(config),
     pids: config.pids,
@@ -87,7 +88,11 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
     drainMinIntervalMs: config.drain_min_interval_ms,
     debug: process.env.PBE_LIBBPF_DEBUG === '1',
     onDecodeError: (err) => log.error({ err }, 'bad event batch'),
-  });
+  }, hookCandidates(config.mode, config.kprobe_variant));
+  for (const a of attempts) log.info({ hooks: a.hooks, reason: a.error }, `${a.hooks} hooks unavailable, trying the next`);
+  if (source.degraded.length > 0) {
+    log.warn({ programs: source.degraded.map((f) => `${f.program} (${f.code})`) }, 'some optional hooks did not attach; their syscalls are not traced');
+  }
   // from here on, every way out must detach
   try {
     recorder = record ? createRecorder(record) : undefined;

@@ -3,6 +3,8 @@ import type { AddonLayout } from './layout';
 
 /** Options the native Capture takes (validated and defaulted in TypeScript). */
 export interface NativeCaptureOptions {
+  /** Which hooks the data programs use: syscall tracepoints, fentry/fexit, or kprobes. */
+  mode: 'syscall' | 'fentry' | 'kprobe';
   selfTgid: number;
   maxPayload: number;
   filterPids: number;

@@ -1,9 +1,18 @@
-import { loadBinding, type CaptureBinding, type NativeCapture, type NativeError } from './addon';
+import * as fs from 'node:fs';
+import { loadBinding, type AttachFailure, type CaptureBinding, type NativeCapture, type NativeError } from './addon';
 import { decodeBatch } from './events';
 import { checkLayout, COUNTER_NAMES, type KernelCounters } from './layout';
 import type { CaptureSink, CaptureSource } from './source';
 
+/**
+ * The kernel hooks the data programs use (one BPF object, one set loaded):
+ * syscall tracepoints, fentry/fexit or kprobe/kretprobe on the syscall functions.
+ */
+export type HookSet = 'syscall' | 'fentry' | 'kprobe';
+
 export interface EbpfSourceOptions {
+  /** Default 'syscall'. */
+  hooks?: HookSet;
   /** Ports of interest → protocol id (the kernel's port filter). */
   ports: Array<[number, number]>;
   pids: number[];
@@ -22,17 +31,31 @@ export interface EbpfSourceOptions {
   onBatch?: (batch: Buffer) => void;
 }
 
-/** Programs without which the syscall mode cannot produce transactions. */
-const REQUIRED_PROGRAMS = [
-  'handle_enter_read',
-  'handle_exit_read',
-  'handle_enter_write',
-  'handle_exit_write',
-  'handle_exit_accept4',
-  'handle_enter_connect',
-  'handle_exit_connect',
-  'handle_enter_close',
+/** Hooks without which no transactions come out: [enter|exit, syscall]. */
+const REQUIRED_HOOKS: Array<['enter' | 'exit', string]> = [
+  ['enter', 'read'],
+  ['exit', 'read'],
+  ['enter', 'write'],
+  ['exit', 'write'],
+  ['exit', 'accept4'],
+  ['enter', 'connect'],
+  ['exit', 'connect'],
+  ['enter', 'close'],
 ];
+
+/** Program names (bpf/capture.bpf.c's macros) of one hook set. */
+export function programName(hooks: HookSet, side: 'enter' | 'exit', syscall: string): string {
+  if (hooks === 'syscall') return `handle_${side}_${syscall}`;
+  if (hooks === 'fentry') return `${side === 'enter' ? 'fentry' : 'fexit'}_${side}_${syscall}`;
+  return `kprobe_${side}_${syscall}`;
+}
+
+/** What each hook set needs from the kernel, for error messages. */
+export const HOOK_REQUIREMENTS: Record<HookSet, string> = {
+  syscall: 'syscall tracepoints (CONFIG_FTRACE_SYSCALLS and tracefs)',
+  fentry: 'fentry/fexit BPF trampolines (CONFIG_DEBUG_INFO_BTF, CONFIG_FUNCTION_TRACER, CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS)',
+  kprobe: 'kprobes (CONFIG_KPROBES, CONFIG_KPROBE_EVENTS)',
+};
 
 export class CaptureStartError extends Error {
   constructor(
@@ -44,26 +67,47 @@ export class CaptureStartError extends Error {
   }
 }
 
+const CAP_SYS_ADMIN = 21;
+const CAP_PERFMON = 38;
+const CAP_BPF = 39;
+
+/** Whether this process may load tracing BPF programs: CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON. */
+export function hasBpfCapabilities(status = (() => {
+  try {
+    return fs.readFileSync('/proc/self/status', 'utf8');
+  } catch {
+    return '';
+  }
+})()): boolean {
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
+  if (!m) return process.getuid?.() === 0;
+  const caps = BigInt(`0x${m[1]}`);
+  const has = (c: number) => (caps >> BigInt(c)) & 1n;
+  return has(CAP_SYS_ADMIN) === 1n || (has(CAP_BPF) === 1n && has(CAP_PERFMON) === 1n);
+}
+
 /** Explain an addon error in one sentence a user can act on. */
-export function explainNativeError(err: NativeError): CaptureStartError {
+export function explainNativeError(err: NativeError, hooks: HookSet = 'syscall'): CaptureStartError {
   const code = err.code;
   if (code === 'EPERM' || code === 'EACCES') {
-    return new CaptureStartError(
-      `${err.message}: loading eBPF programs needs root (or CAP_BPF and CAP_PERFMON); run it with sudo`,
-      code,
-      err.libbpfLog,
-    );
+    const hint = hasBpfCapabilities()
+      ? `the kernel refused the ${hooks} programs although the agent runs as root (kernel lockdown, or no ${HOOK_REQUIREMENTS[hooks]})`
+      : 'loading eBPF programs needs root (or CAP_BPF and CAP_PERFMON); run it with sudo';
+    return new CaptureStartError(`${err.message}: ${hint}`, code, err.libbpfLog);
   }
   return new CaptureStartError(err.message, code, err.libbpfLog);
 }
 
-/** The `syscall` capture mode: tracepoints on the socket syscalls. */
-export function createEbpfSource(options: EbpfSourceOptions): CaptureSource {
+/** The kernel capture: the `syscall` mode (tracepoints) or the `kprobe` mode (fentry or kprobes). */
+export function createEbpfSource(options: EbpfSourceOptions): CaptureSource & { hooks: HookSet; degraded: AttachFailure[] } {
   const binding = options.binding ?? loadBinding();
+  const hooks = options.hooks ?? 'syscall';
   checkLayout(binding.layout);
   let native: NativeCapture;
+  let degraded: AttachFailure[] = [];
   try {
     native = new binding.Capture({
+      mode: hooks,
       selfTgid: options.selfTgid ?? process.pid,
       maxPayload: options.maxPayload,
       filterPids: options.pids.length > 0 ? 1 : 0,
@@ -74,7 +118,7 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource {
       debug: options.debug ?? false,
     });
   } catch (err) {
-    throw explainNativeError(err as NativeError);
+    throw explainNativeError(err as NativeError, hooks);
   }
   let closed = false;
   const close = () => {
@@ -86,20 +130,27 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource {
     native.setPorts(options.ports);
     if (options.pids.length > 0) native.setPids(options.pids);
     const failures = native.attach();
-    const missing = failures.filter((f) => REQUIRED_PROGRAMS.includes(f.program));
+    const required = new Set(REQUIRED_HOOKS.map(([side, name]) => programName(hooks, side, name)));
+    const missing = failures.filter((f) => required.has(f.program));
     if (missing.length > 0) {
       throw new CaptureStartError(
-        `failed to attach ${missing.map((f) => `${f.program} (${f.code})`).join(', ')}: syscall tracepoints are not available on this kernel`,
+        `failed to attach ${missing
+          .slice(0, 3)
+          .map((f) => `${f.program} (${f.code})`)
+          .join(', ')}${missing.length > 3 ? ` and ${missing.length - 3} more` : ''}: this kernel lacks ${HOOK_REQUIREMENTS[hooks]}`,
         missing[0].code,
       );
     }
+    degraded = failures;
   } catch (err) {
     close();
-    throw err instanceof CaptureStartError ? err : explainNativeError(err as NativeError);
+    throw err instanceof CaptureStartError ? err : explainNativeError(err as NativeError, hooks);
   }
 
   return {
-    mode: 'syscall',
+    mode: hooks === 'syscall' ? 'syscall' : 'kprobe',
+    hooks,
+    degraded,
     start(sink: CaptureSink) {
       native.start((batch) => {
         options.onBatch?.(batch);

@@ -15,6 +15,8 @@ interface RunFlags {
   pid?: number[];
   statsInterval?: number;
   record?: string;
+  mode?: string;
+  kprobeVariant?: string;
 }
 
 function intArg(name: string) {
@@ -38,6 +40,8 @@ export function loadConfig(flags: RunFlags): Config {
   if (flags.maxPayload !== undefined) merged.max_payload = flags.maxPayload;
   if (flags.statsInterval !== undefined) merged.stats_interval_s = flags.statsInterval;
   if (flags.pid && flags.pid.length > 0) merged.pids = flags.pid;
+  if (flags.mode !== undefined) merged.mode = flags.mode;
+  if (flags.kprobeVariant !== undefined) merged.kprobe_variant = flags.kprobeVariant;
   if (flags.ports && flags.ports.length > 0) {
     const protocols = { ...((merged.protocols as Record<string, Record<string, unknown>>) ?? {}) };
     for (const spec of flags.ports) {
@@ -46,14 +50,14 @@ export function loadConfig(flags: RunFlags): Config {
     }
     merged.protocols = protocols;
   }
-  return validateConfig(merged, flags.config || flags.ports || flags.maxPayload !== undefined ? `${origin} and flags` : origin);
+  return validateConfig(merged, flags.config || flags.ports || flags.maxPayload !== undefined || flags.mode || flags.kprobeVariant ? `${origin} and flags` : origin);
 }
 
 export async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
   const program = new Command()
     .name('packetbeat-ebpf')
-    .description('Application transactions (HTTP; databases next) from inside the kernel with eBPF, each attributed to its process')
+    .description('Application transactions (HTTP, PostgreSQL, MySQL, Redis) from inside the kernel with eBPF, each attributed to its process')
     .version(AGENT_VERSION, '-V, --version')
     .showHelpAfterError()
     .exitOverride();
@@ -67,6 +71,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--pid <pid>', 'trace only this process (repeatable)', collect(intArg('--pid')))
     .option('--stats-interval <seconds>', 'seconds between stats lines on stderr (0: only at exit)', intArg('--stats-interval'))
     .option('--record <file>', 'also write the raw kernel events to FILE (for tests and bug reports)')
+    .option('--mode <mode>', 'capture mode: auto (default: the best that attaches), syscall, kprobe')
+    .option('--kprobe-variant <variant>', 'hooks of the kprobe mode: auto, fentry, kprobe')
     .action(async (flags: RunFlags) => {
       const logger = createLogger();
       const config = loadConfig(flags);
@@ -91,9 +97,10 @@ export async function main(argv: string[]): Promise<number> {
   program
     .command('check')
     .description('print what the running kernel supports and which capture mode run would use')
-    .action(() => {
+    .option('--json', 'print the report as JSON')
+    .action((flags: { json?: boolean }) => {
       const report = checkKernel();
-      process.stdout.write(formatCheck(report) + '\n');
+      process.stdout.write((flags.json ? JSON.stringify(report) : formatCheck(report)) + '\n');
       exitCode = report.mode ? 0 : 1;
     });
 

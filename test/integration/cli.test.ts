@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as readline from 'node:readline';
 import { describe, test } from 'node:test';
-import { BIN, kernelSkip, loadedPrograms } from '../helpers/agent';
+import { BIN, checkReport, kernelSkip, loadedPrograms } from '../helpers/agent';
 
 const skip = kernelSkip();
 
@@ -25,7 +25,64 @@ describe('the CLI as users run it', { skip }, () => {
     for (const f of ['btf', 'ring buffer', 'syscall tracepoints', 'kprobes', 'fentry/fexit', 'uprobes', 'AF_PACKET socket filter']) {
       assert.match(r.stdout, new RegExp(`^  (yes|no ) +${f.replace('/', '\\/')} `, 'm'), f);
     }
-    assert.match(r.stdout, /^capture mode: syscall /m);
+    // the mode follows from what attached: fentry, then kprobes, then syscall tracepoints
+    const has = (f: string) => new RegExp(`^  yes +${f.replace('/', '\\/')} `, 'm').test(r.stdout);
+    const expected = has('fentry/fexit') ? 'kprobe with fentry hooks' : has('kprobes') ? 'kprobe with kprobe hooks' : 'syscall';
+    assert.match(r.stdout, new RegExp(`^capture mode: ${expected} \\(`, 'm'));
+  });
+
+  for (const variant of ['fentry', 'kprobe'] as const) {
+    test(`run --mode kprobe --kprobe-variant ${variant}: captures where the kernel has it, else names what is missing; nothing left attached`, async () => {
+      const report = checkReport();
+      const feature = variant === 'fentry' ? 'fentry/fexit' : 'kprobes';
+      const available = report.features.find((f) => f.name === feature)!.available;
+      const before = new Set(loadedPrograms());
+      const child = spawn(process.execPath, [BIN, 'run', '--mode', 'kprobe', '--kprobe-variant', variant, '--stats-interval', '0'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      const capturing = new Promise<boolean>((resolve) => {
+        readline.createInterface({ input: child.stderr }).on('line', (l) => {
+          stderr += l + '\n';
+          if (l.includes('"capturing"')) resolve(true);
+        });
+        child.once('exit', () => resolve(false));
+      });
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      if (available) {
+        assert.equal(await capturing, true, stderr);
+        assert.match(stderr, /"mode":"kprobe"/);
+        child.kill('SIGTERM');
+        assert.equal(await exited, 0, stderr);
+      } else {
+        assert.equal(await exited, 1, stderr);
+        assert.match(stderr, new RegExp(`^packetbeat-ebpf: the kprobe mode \\(${variant} hooks\\) cannot run on this kernel:`, 'm'));
+        assert.match(stderr, variant === 'fentry' ? /fentry\/fexit BPF trampolines/ : /this kernel lacks kprobes \(CONFIG_KPROBES/);
+      }
+      assert.deepEqual(loadedPrograms().filter((p) => !before.has(p)), []);
+    });
+  }
+
+  test('run --mode syscall uses the syscall tracepoints', async () => {
+    const child = spawn(process.execPath, [BIN, 'run', '--mode', 'syscall', '--stats-interval', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    const capturing = await new Promise<boolean>((resolve) => {
+      readline.createInterface({ input: child.stderr }).on('line', (l) => {
+        stderr += l + '\n';
+        if (l.includes('"capturing"')) resolve(true);
+      });
+      child.once('exit', () => resolve(false));
+    });
+    assert.equal(capturing, true, stderr);
+    assert.match(stderr, /"mode":"syscall"/);
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  });
+
+  test('a bad --mode is named', () => {
+    const r = spawnSync(process.execPath, [BIN, 'run', '--mode', 'kprobes'], { encoding: 'utf8' });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /mode: Invalid option: expected one of "auto"\|"syscall"\|"kprobe"/);
   });
 
   test('a bad config key is named, exit code 1, nothing attached', () => {
@@ -41,11 +98,15 @@ describe('the CLI as users run it', { skip }, () => {
     const stats: Array<Record<string, any>> = [];
     let stdout = '';
     child.stdout.on('data', (d) => (stdout += d));
-    readline.createInterface({ input: child.stderr }).on('line', (l) => {
-      const rec = JSON.parse(l) as { msg: string; stats?: Record<string, any> };
-      if (rec.msg === 'stats' && rec.stats) stats.push(rec.stats);
+    const capturing = new Promise<void>((resolve) => {
+      readline.createInterface({ input: child.stderr }).on('line', (l) => {
+        const rec = JSON.parse(l) as { msg: string; stats?: Record<string, any> };
+        if (rec.msg === 'capturing') resolve();
+        if (rec.msg === 'stats' && rec.stats) stats.push(rec.stats);
+      });
     });
-    await new Promise((r) => setTimeout(r, 3500));
+    await capturing; // loading takes seconds on a busy machine
+    await new Promise((r) => setTimeout(r, 2500));
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
     assert.ok(stats.length >= 2, `stats lines: ${stats.length}`);

@@ -1,0 +1,57 @@
+import { CaptureStartError, createEbpfSource, hasBpfCapabilities, type EbpfSourceOptions, type HookSet } from './ebpf-source';
+
+/** What the user asks for (`run --mode`). */
+export type RequestedMode = 'auto' | 'syscall' | 'kprobe' | 'packet';
+/** Which hooks the kprobe mode uses (`--kprobe-variant`). */
+export type KprobeVariant = 'auto' | 'fentry' | 'kprobe';
+
+export const REQUESTED_MODES: readonly RequestedMode[] = ['auto', 'syscall', 'kprobe', 'packet'];
+export const KPROBE_VARIANTS: readonly KprobeVariant[] = ['auto', 'fentry', 'kprobe'];
+
+/**
+ * Hook sets to try, best first: fentry/fexit (a direct call from a BPF
+ * trampoline), then kprobes, then syscall tracepoints (which put every
+ * syscall of every task on the tracing slow path).
+ */
+export function hookCandidates(mode: Exclude<RequestedMode, 'packet'>, variant: KprobeVariant): HookSet[] {
+  const kprobe: HookSet[] = variant === 'auto' ? ['fentry', 'kprobe'] : [variant];
+  if (mode === 'syscall') return ['syscall'];
+  if (mode === 'kprobe') return kprobe;
+  return [...kprobe, 'syscall'];
+}
+
+export interface HookAttempt {
+  hooks: HookSet;
+  error: string;
+  code?: string;
+}
+
+export type KernelSource = ReturnType<typeof createEbpfSource>;
+
+/**
+ * Open the first hook set of `candidates` that loads and attaches. Each failed
+ * attempt is closed before the next (nothing stays attached); when all fail the
+ * error names what each needed from the kernel.
+ */
+export function openKernelSource(
+  base: Omit<EbpfSourceOptions, 'hooks'>,
+  candidates: HookSet[],
+  open: (o: EbpfSourceOptions) => KernelSource = createEbpfSource,
+): { source: KernelSource; attempts: HookAttempt[] } {
+  const attempts: HookAttempt[] = [];
+  for (const hooks of candidates) {
+    try {
+      return { source: open({ ...base, hooks }), attempts };
+    } catch (err) {
+      if (!(err instanceof CaptureStartError)) throw err;
+      attempts.push({ hooks, error: err.message, code: err.code });
+      // without privileges every hook set fails the same way: say that once
+      if (!hasBpfCapabilities() && (err.code === 'EPERM' || err.code === 'EACCES')) throw err;
+    }
+  }
+  const what = candidates.includes('syscall') ? (candidates.length === 1 ? 'the syscall mode' : 'no capture mode') : `the kprobe mode (${candidates.join(' or ')} hooks)`;
+  throw new CaptureStartError(
+    `${what} cannot run on this kernel:\n${attempts.map((a) => `  ${a.hooks}: ${a.error}`).join('\n')}`,
+    attempts[attempts.length - 1]?.code,
+  );
+}
