@@ -1,0 +1,31 @@
+import { Client, type ClientOptions } from '@elastic/elasticsearch';
+import type { ElasticsearchOutputConfig } from '../config';
+import type { Logger } from '../util/logger';
+import { createBackendOutput, tlsOptions, transportRetries } from './backend';
+import { createHelperSink, type HelperBulk } from './delivery/helper-sink';
+import type { Output } from './types';
+
+/**
+ * The client's options from our configuration. The 8.x client sends
+ * `compatible-with=8` headers: Elasticsearch 8 takes them, and 9 through its REST
+ * API compatibility (a 9.x client's `compatible-with=9` is refused by 8).
+ */
+export function elasticsearchClientOptions(cfg: ElasticsearchOutputConfig): ClientOptions {
+  const options: ClientOptions = {
+    nodes: cfg.hosts,
+    requestTimeout: cfg.timeout_ms,
+    maxRetries: transportRetries(cfg),
+    name: 'packetbeat-ebpf',
+  };
+  if (cfg.api_key) options.auth = { apiKey: cfg.api_key };
+  else if (cfg.username) options.auth = { username: cfg.username, password: cfg.password ?? '' };
+  const tls = tlsOptions(cfg, 'elasticsearch');
+  if (tls) options.tls = tls;
+  return options;
+}
+
+export function createElasticsearchOutput(cfg: ElasticsearchOutputConfig, logger: Logger, name = 'elasticsearch'): Output {
+  const client = new Client(elasticsearchClientOptions(cfg));
+  const bulk = client.helpers.bulk.bind(client.helpers) as unknown as HelperBulk;
+  return createBackendOutput(name, cfg, createHelperSink(bulk, () => client.close()), logger);
+}
