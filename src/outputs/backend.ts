@@ -3,10 +3,9 @@ import * as path from 'node:path';
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { DEFAULT_SPOOL_ROOT, type OpenSearchOutputConfig } from '../config';
 import type { Logger } from '../util/logger';
-import { createDeliveryOutput, type DeliveryOptions } from './delivery/delivery';
+import { createDeliveryOutput, type DeliveryOptions, type DeliveryOutput } from './delivery/delivery';
 import { compileIndexName } from './delivery/records';
 import type { BulkSink } from './delivery/types';
-import type { Output } from './types';
 
 /** What Elasticsearch and OpenSearch outputs share in their configuration. */
 export type BackendOutputConfig = OpenSearchOutputConfig;
@@ -33,7 +32,7 @@ export function transportRetries(cfg: BackendOutputConfig): number {
 }
 
 /** A backend output: the shared delivery layer over this client's bulk sink. */
-export function createBackendOutput(name: string, cfg: BackendOutputConfig, sink: BulkSink, logger: Logger): Output {
+export function createBackendOutput(name: string, cfg: BackendOutputConfig, sink: BulkSink, logger: Logger): DeliveryOutput {
   const options: DeliveryOptions = {
     name,
     sink,

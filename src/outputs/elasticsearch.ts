@@ -3,7 +3,7 @@ import type { ElasticsearchOutputConfig } from '../config';
 import type { Logger } from '../util/logger';
 import { createBackendOutput, tlsOptions, transportRetries } from './backend';
 import { createHelperSink, type HelperBulk } from './delivery/helper-sink';
-import type { Output } from './types';
+import type { DeliveryOutput } from './delivery/delivery';
 
 /**
  * The client's options from our configuration. The 8.x client sends
@@ -24,7 +24,7 @@ export function elasticsearchClientOptions(cfg: ElasticsearchOutputConfig): Clie
   return options;
 }
 
-export function createElasticsearchOutput(cfg: ElasticsearchOutputConfig, logger: Logger, name = 'elasticsearch'): Output {
+export function createElasticsearchOutput(cfg: ElasticsearchOutputConfig, logger: Logger, name = 'elasticsearch'): DeliveryOutput {
   const client = new Client(elasticsearchClientOptions(cfg));
   const bulk = client.helpers.bulk.bind(client.helpers) as unknown as HelperBulk;
   return createBackendOutput(name, cfg, createHelperSink(bulk, () => client.close()), logger);

@@ -3,7 +3,7 @@ import type { OpenSearchOutputConfig } from '../config';
 import type { Logger } from '../util/logger';
 import { createBackendOutput, tlsOptions, transportRetries } from './backend';
 import { createHelperSink, type HelperBulk } from './delivery/helper-sink';
-import type { Output } from './types';
+import type { DeliveryOutput } from './delivery/delivery';
 
 export function openSearchClientOptions(cfg: OpenSearchOutputConfig): ClientOptions {
   const options: ClientOptions = {
@@ -18,7 +18,7 @@ export function openSearchClientOptions(cfg: OpenSearchOutputConfig): ClientOpti
   return options;
 }
 
-export function createOpenSearchOutput(cfg: OpenSearchOutputConfig, logger: Logger, name = 'opensearch'): Output {
+export function createOpenSearchOutput(cfg: OpenSearchOutputConfig, logger: Logger, name = 'opensearch'): DeliveryOutput {
   const client = new Client(openSearchClientOptions(cfg));
   const bulk = client.helpers.bulk.bind(client.helpers) as unknown as HelperBulk;
   return createBackendOutput(name, cfg, createHelperSink(bulk, () => client.close()), logger);

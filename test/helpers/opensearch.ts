@@ -32,6 +32,8 @@ export interface OpenSearchOptions {
   heapMb?: number;
   /** Bound on start-up until the cluster is yellow or green. */
   startTimeoutMs?: number;
+  /** More node settings (-E key=value), e.g. { 'http.max_content_length': '1kb' }. */
+  settings?: Record<string, string>;
 }
 
 const SCRIPT = path.join(REPO, 'scripts/opensearch.sh');
@@ -83,7 +85,7 @@ function ownForNode(dir: string): void {
   if (process.getuid?.() === 0) execFileSync('chown', ['-R', `${NOBODY}:${NOBODY}`, dir]);
 }
 
-export async function startOpenSearch({ dataDir, heapMb = 512, startTimeoutMs = 180_000 }: OpenSearchOptions = {}): Promise<OpenSearchNode> {
+export async function startOpenSearch({ dataDir, heapMb = 512, startTimeoutMs = 180_000, settings: extra = {} }: OpenSearchOptions = {}): Promise<OpenSearchNode> {
   const home = openSearchHome();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-opensearch-'));
   tempDirs.add(dir);
@@ -135,6 +137,7 @@ export async function startOpenSearch({ dataDir, heapMb = 512, startTimeoutMs = 
     'path.logs': logs,
     // a nearly full test disk must not turn indices read-only
     'cluster.routing.allocation.disk.threshold_enabled': 'false',
+    ...extra,
   };
   const args = [...jvm, ...Object.entries(settings).map(([k, v]) => `-E${k}=${v}`)];
   // setpriv: the node dies with this process (parent-death signal), as nobody when we are root

@@ -437,11 +437,13 @@ export function createDeliveryOutput(options: DeliveryOptions): DeliveryOutput {
       await sink.close().catch((err) => log.warn({ err: (err as Error).message }, 'closing the client failed'));
       const s = stats();
       const report = { published: s.published, rejected: s.rejected, dropped: s.dropped, spool_docs: s.spool_docs, spool_dir: spool?.dir };
-      if (lostDocs > 0 || s.spool_docs > 0 || s.dropped > 0) {
-        log.warn(
-          { ...report, lost_at_stop: lostDocs },
-          s.spool_docs > 0 ? 'not all documents were delivered: those in the spool are sent at the next start' : 'not all documents were delivered',
-        );
+      if (s.spool_docs > 0 || s.dropped > 0 || s.rejected > 0) {
+        const why = [
+          s.spool_docs > 0 ? `${s.spool_docs} in the spool, sent at the next start` : '',
+          s.dropped > 0 ? `${s.dropped} dropped` : '',
+          s.rejected > 0 ? `${s.rejected} rejected by the backend` : '',
+        ].filter(Boolean);
+        log.warn({ ...report, lost_at_stop: lostDocs }, `not all documents were delivered: ${why.join(', ')}`);
       } else {
         log.info(report, 'all documents delivered');
       }
