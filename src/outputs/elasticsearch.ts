@@ -26,6 +26,14 @@ export function elasticsearchClientOptions(cfg: ElasticsearchOutputConfig): Clie
 
 export function createElasticsearchOutput(cfg: ElasticsearchOutputConfig, logger: Logger, name = 'elasticsearch'): DeliveryOutput {
   const client = new Client(elasticsearchClientOptions(cfg));
-  const bulk = client.helpers.bulk.bind(client.helpers) as unknown as HelperBulk;
-  return createBackendOutput(name, cfg, createHelperSink(bulk, () => client.close()), logger);
+  // closing aborts a request still in flight (its batch is on disk by then); the
+  // client's own close would wait for it up to timeout_ms
+  const inFlight = new AbortController();
+  const helpers = client.helpers as unknown as { bulk(options: unknown, reqOptions: { signal: AbortSignal }): PromiseLike<unknown> };
+  const bulk: HelperBulk = (options) => helpers.bulk(options, { signal: inFlight.signal });
+  const close = async () => {
+    inFlight.abort();
+    await client.close();
+  };
+  return createBackendOutput(name, cfg, createHelperSink(bulk, close), logger);
 }

@@ -7,7 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import * as http from 'node:http';
+import * as https from 'node:https';
+import * as os from 'node:os';
+import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
@@ -16,6 +20,7 @@ import pino from 'pino';
 import { validateConfig } from '../../../src/config';
 import type { DeliveryOutput } from '../../../src/outputs/delivery/delivery';
 import { createElasticsearchOutput } from '../../../src/outputs/elasticsearch';
+import { closeOutputs } from '../../../src/outputs';
 import { createOpenSearchOutput } from '../../../src/outputs/opensearch';
 
 const RECORDED = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../../test/fixtures/bulk/responses.json'), 'utf8')) as Record<
@@ -206,4 +211,86 @@ describe('OpenSearch client wiring', () => {
     const s = out.stats();
     assert.deepEqual([s.duplicates, s.created, s.rejected], [1, 1, 1]);
   });
+});
+
+describe('TLS: the CA file given is trusted, nothing else is', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-tls-'));
+  const key = path.join(dir, 'key.pem');
+  const cert = path.join(dir, 'cert.pem');
+  let url = '';
+  let server: https.Server;
+  before(async () => {
+    // a self-signed certificate for 127.0.0.1, its own CA
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    server = https.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert) }, (req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json', 'x-elastic-product': 'Elasticsearch' });
+        res.end(JSON.stringify(RECORDED.allCreated.body));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => {
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const [name, make] of [
+    ['elasticsearch', createElasticsearchOutput],
+    ['opensearch', createOpenSearchOutput],
+  ] as const) {
+    test(`${name}: with ssl.certificate_authorities the request goes through; without, a certificate error is retried`, async () => {
+      const trusted = validateConfig({ output: { [name]: { hosts: [url], ssl: { certificate_authorities: [cert] }, ...common } } }, 't').output[name]!;
+      const ok = make(trusted, captureLog().logger);
+      ok.publish([doc(1), doc(2)]);
+      await ok.flush();
+      assert.equal(ok.stats().created, 2);
+      await ok.close();
+
+      const log = captureLog();
+      const untrusted = validateConfig({ output: { [name]: { hosts: [url], ...common } } }, 't').output[name]!;
+      const refused = make(untrusted, log.logger);
+      refused.publish([doc(1)]);
+      await waitUntil(() => refused.stats().failed_requests >= 1);
+      assert.equal(refused.stats().created, 0);
+      assert.match(log.lines.find((l) => /cannot deliver/.test(l.msg))!.reason, /self[- ]signed|certificate/i);
+      await refused.close();
+    });
+  }
+});
+
+describe('a backend that accepts connections and never answers', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-silent-'));
+  const silent = net.createServer(() => undefined);
+  let url = '';
+  before(async () => {
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  });
+  after(() => {
+    silent.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const [name, make] of [
+    ['elasticsearch', createElasticsearchOutput],
+    ['opensearch', createOpenSearchOutput],
+  ] as const) {
+    test(`${name}: the bounded shutdown flush, then close cuts the request (timeout_ms 30 s) and the batch is in the spool`, async () => {
+      const cfg = validateConfig({ output: { [name]: { hosts: [url], flush_interval_ms: 10, spool: { dir: path.join(dir, name) } } } }, 't').output[name]!;
+      const log = captureLog();
+      const out = make(cfg, log.logger);
+      out.publish([doc(1), doc(2)]);
+      await new Promise((r) => setTimeout(r, 200)); // the request is on its way
+      const t0 = Date.now();
+      await closeOutputs([out], 1000);
+      const took = Date.now() - t0;
+      assert.ok(took < 5000, `close took ${took} ms`);
+      assert.equal(out.stats().spool_docs, 2);
+      assert.equal(out.stats().dropped, 0);
+      assert.ok(log.lines.some((l) => /1 in the spool|2 in the spool/.test(l.msg)));
+    });
+  }
 });
