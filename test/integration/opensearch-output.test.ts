@@ -7,12 +7,14 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { Writable } from 'node:stream';
 import { validateConfig } from '../../src/config';
 import { createOpenSearchOutput } from '../../src/outputs/opensearch';
 import type { Output } from '../../src/outputs/types';
+import { BIN, REPO } from '../helpers/agent';
 import { openSearchSkip, startOpenSearch, type OpenSearchNode } from '../helpers/opensearch';
 import { allDocs, call, count, eventually, putTestTemplate } from '../helpers/search';
 
@@ -200,5 +202,24 @@ describe('OpenSearch output → a real OpenSearch node', { skip }, () => {
     await eventually('the spooled documents', () => count(node, 'packetbeat-ebpf-restart'), (n) => n === 30, 30_000);
     assert.deepEqual(new Set((await allDocs(node, 'packetbeat-ebpf-restart')).map((h) => h._id)), new Set(docs.map((d) => d.event.id)));
     await eventually('the spool emptied', async () => second.out.stats().spool_docs, (n) => n === 0, 5000);
+  });
+
+  test('replay --opensearch URL --no-console: a capture\'s transactions indexed, the same ids as on stdout', async () => {
+    const pcap = path.join(REPO, 'test/fixtures/pcap/http.pcap');
+    const { port } = JSON.parse(fs.readFileSync(path.join(REPO, 'test/fixtures/pcap/http.expected.json'), 'utf8')) as { port: number };
+    const config = path.join(tmp, 'replay.yml');
+    fs.writeFileSync(config, JSON.stringify({ output: { opensearch: { hosts: ['http://unused:1'], index: 'packetbeat-ebpf-replay', spool: { dir: path.join(tmp, 'replay-spool') } } } }));
+    const printed = execFileSync(process.execPath, [BIN, 'replay', pcap, '--ports', `http=${port}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    const stdout = execFileSync(process.execPath, [BIN, 'replay', pcap, '-c', config, '--ports', `http=${port}`, '--opensearch', node.url, '--no-console'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    assert.equal(stdout, '');
+    const hits = await allDocs(node, 'packetbeat-ebpf-replay');
+    assert.equal(hits.length, printed.length);
+    assert.deepEqual(new Set(hits.map((h) => h._id)), new Set(printed.map((d) => d.event.id)));
   });
 });
