@@ -5,6 +5,7 @@ import { DEFAULT_SPOOL_ROOT, type OpenSearchOutputConfig } from '../config';
 import type { Logger } from '../util/logger';
 import { createDeliveryOutput, type DeliveryOptions, type DeliveryOutput } from './delivery/delivery';
 import { compileIndexName } from './delivery/records';
+import { SpoolError } from './delivery/spool';
 import type { BulkSink } from './delivery/types';
 
 /** What Elasticsearch and OpenSearch outputs share in their configuration. */
@@ -46,5 +47,12 @@ export function createBackendOutput(name: string, cfg: BackendOutputConfig, sink
     backoffInitMs: cfg.backoff.init_ms,
     backoffMaxMs: cfg.backoff.max_ms,
   };
-  return createDeliveryOutput(options);
+  try {
+    return createDeliveryOutput(options);
+  } catch (err) {
+    if (err instanceof SpoolError) {
+      throw new SpoolError(`output.${name}.spool: ${err.message} (set spool.dir to a writable directory, or spool.enabled: false)`);
+    }
+    throw err;
+  }
 }
