@@ -3,21 +3,30 @@
 # (no tarball): the server's jars in lib/, the transport-netty4 module (HTTP and
 # transport layers) in modules/, and the config templates under
 # test/backends/opensearch/. Idempotent: a stamp of the inputs' hash skips the
-# work when nothing changed. Prints the node's home directory.
-#   OPENSEARCH_HOME_ROOT  where to assemble (default /var/cache/packetbeat-ebpf)
+# work when nothing changed. Prints the node's home directory:
+#   /var/cache/packetbeat-ebpf/opensearch-<version>/<hash of the inputs>
+# (a checkout with other inputs gets its own, so two never replace each other's
+# node; the three most recent are kept).
+#   OPENSEARCH_HOME_ROOT  instead of /var/cache/packetbeat-ebpf
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERSION=2.19.6
 SRC=test/backends/opensearch
 ROOT=${OPENSEARCH_HOME_ROOT:-/var/cache/packetbeat-ebpf}
-HOME_DIR=$ROOT/opensearch-$VERSION
+BASE=$ROOT/opensearch-$VERSION
 M2=$ROOT/m2
+KEEP=3
 
 inputs_hash() {
   cat "$0" "$SRC/pom.xml" "$SRC/transport-netty4/pom.xml" "$SRC"/config/* | sha256sum | cut -d' ' -f1
 }
 hash=$(inputs_hash)
+HOME_DIR=$BASE/${hash:0:16}
+# one assembly at a time on this machine
+mkdir -p "$ROOT"
+exec 8>"$ROOT/.opensearch-$VERSION.lock"
+flock 8
 if [ -f "$HOME_DIR/.assembled" ] && [ "$(cat "$HOME_DIR/.assembled")" = "$hash" ]; then
   echo "$HOME_DIR"
   exit 0
@@ -27,8 +36,11 @@ for tool in java mvn; do
   command -v "$tool" >/dev/null || { echo "opensearch.sh: $tool is required (Java 17 and Maven)" >&2; exit 1; }
 done
 
-mkdir -p "$ROOT"
-tmp=$(mktemp -d "$ROOT/.opensearch-$VERSION.XXXXXX")
+# an assembly of the first layout (the node directly in $BASE) goes
+[ -f "$BASE/.assembled" ] && rm -rf "$BASE"
+mkdir -p "$BASE"
+chmod a+rx "$ROOT" "$BASE"
+tmp=$(mktemp -d "$BASE/.assembling.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 echo "opensearch.sh: assembling OpenSearch $VERSION from Maven Central into $HOME_DIR" >&2
 
@@ -60,7 +72,10 @@ cp "$SRC/config/log4j2.properties" "$tmp/config/"
 echo "$hash" >"$tmp/.assembled"
 
 rm -rf "$HOME_DIR"
-chmod 755 "$tmp"
+# readable by the unprivileged user the node runs as, whatever the umask
+chmod -R a+rX "$tmp"
 mv "$tmp" "$HOME_DIR"
 trap - EXIT
+# older assemblies beyond the most recent few
+ls -1dt "$BASE"/*/ | tail -n +$((KEEP + 1)) | xargs -r rm -rf
 echo "$HOME_DIR"
