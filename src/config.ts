@@ -59,6 +59,86 @@ const http = protocol(DEFAULT_PORTS.http).extend({
   real_ip_header: z.string().optional(),
 });
 
+/** Where a backend output keeps batches it could not deliver yet (one directory per output). */
+export const DEFAULT_SPOOL_ROOT = '/var/lib/packetbeat-ebpf/spool';
+
+/** "host:9200" or "https://host:9200" → a URL with http or https. */
+const hostUrl = z.string().transform((value, ctx) => {
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a URL` });
+    return z.NEVER;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    ctx.addIssue({ code: 'custom', message: `"${value}": only http and https are supported` });
+    return z.NEVER;
+  }
+  return withScheme.replace(/\/+$/, '');
+});
+
+/** The settings Elasticsearch and OpenSearch outputs share (batching, retry, spool). */
+const backendOutput = {
+  enabled: z.boolean().default(true),
+  /** Nodes of one cluster; requests go round-robin, a failing node is skipped. */
+  hosts: z.array(hostUrl).min(1),
+  username: z.string().min(1).optional(),
+  password: z.string().optional(),
+  /** Index or data stream; %{[field]} takes the document's value (default: one data stream per protocol). */
+  index: z.string().min(1).default('packetbeat-ebpf-%{[network.protocol]}'),
+  ssl: z
+    .strictObject({
+      /** PEM files of the CAs that sign the cluster's certificates. */
+      certificate_authorities: z.array(z.string().min(1)).default([]),
+      /** none: accept any certificate (tests only). */
+      verification_mode: z.enum(['full', 'none']).default('full'),
+    })
+    .prefault({}),
+  /** Documents per bulk request. */
+  bulk_max_size: z.number().int().min(1).max(100_000).default(1600),
+  /** Bytes per bulk request (the backend's http.max_content_length is 100 MiB by default). */
+  bulk_max_bytes: z.number().int().min(1024).max(100 * 1024 * 1024).default(5 * 1024 * 1024),
+  /** A batch leaves at most this long after its first document. */
+  flush_interval_ms: z.number().int().min(1).max(60_000).default(1000),
+  /** Per request. */
+  timeout_ms: z.number().int().min(100).default(30_000),
+  /** Retries after a failed request wait init_ms, doubling up to max_ms (with jitter). */
+  backoff: z
+    .strictObject({ init_ms: z.number().int().min(1).default(1000), max_ms: z.number().int().min(1).default(60_000) })
+    .prefault({})
+    .refine((b) => b.max_ms >= b.init_ms, 'max_ms must be at least init_ms'),
+  /** Documents held in memory (bytes of JSON) before batches go to the spool. */
+  queue: z.strictObject({ max_bytes: z.number().int().min(64 * 1024).default(64 * 1024 * 1024) }).prefault({}),
+  /** Batches the backend could not take yet, on disk; sent in order when it is back (and at the next start). */
+  spool: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Default: DEFAULT_SPOOL_ROOT/<output name>. */
+      dir: z.string().min(1).optional(),
+      max_bytes: z.number().int().min(1024 * 1024).default(1024 * 1024 * 1024),
+    })
+    .prefault({}),
+};
+
+const withCredentials = <T extends { username?: string; password?: string }>(o: T) => o.password === undefined || o.username !== undefined;
+const CREDENTIALS_MESSAGE = 'password needs username';
+
+const elasticsearchOutput = z
+  .strictObject({
+    ...backendOutput,
+    /** Elasticsearch API key: the base64 "id:api_key" form Kibana shows as "encoded". */
+    api_key: z.string().min(1).optional(),
+  })
+  .refine(withCredentials, { message: CREDENTIALS_MESSAGE, path: ['password'] })
+  .refine((o) => !(o.api_key && o.username), { message: 'use api_key or username/password, not both', path: ['api_key'] });
+
+const opensearchOutput = z.strictObject(backendOutput).refine(withCredentials, { message: CREDENTIALS_MESSAGE, path: ['password'] });
+
+export type ElasticsearchOutputConfig = z.infer<typeof elasticsearchOutput>;
+export type OpenSearchOutputConfig = z.infer<typeof opensearchOutput>;
+
 export const configSchema = z.strictObject({
   /**
    * Capture mode: auto picks the best that attaches (kprobe mode with fentry,
@@ -113,6 +193,8 @@ export const configSchema = z.strictObject({
   output: z
     .strictObject({
       console: z.strictObject({ enabled: z.boolean().default(true), pretty: z.boolean().default(false) }).prefault({}),
+      elasticsearch: elasticsearchOutput.optional(),
+      opensearch: opensearchOutput.optional(),
     })
     .prefault({}),
 });

@@ -19,7 +19,13 @@ export class ReplayError extends Error {}
  * Replay a pcap/pcapng capture through the same pipeline as live capture, on the
  * capture's own clock (timeouts and @timestamp come from the packets).
  */
-export async function replayCapture(file: string, config: Config, outputs: Output[], logger: Logger): Promise<ReplayResult> {
+export async function replayCapture(
+  file: string,
+  config: Config,
+  outputs: Output[],
+  logger: Logger,
+  { flush = true }: { flush?: boolean } = {},
+): Promise<ReplayResult> {
   let buf: Buffer;
   try {
     buf = fs.readFileSync(file);
@@ -59,6 +65,7 @@ export async function replayCapture(file: string, config: Config, outputs: Outpu
     throw err;
   }
   pipeline.flush();
-  await Promise.all(outputs.map((o) => o.flush()));
+  // (the CLI flushes with a bound and closes the outputs itself)
+  if (flush) await Promise.all(outputs.map((o) => o.flush()));
   return { pipeline: pipeline.stats(), capture: source.stats() };
 }

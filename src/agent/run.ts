@@ -1,17 +1,17 @@
 import { CaptureStartError } from '../capture/ebpf-source';
-import { hookCandidates, openKernelSource } from '../capture/select-mode';
+import { hookCandidates, openKernelSource, type KernelSource } from '../capture/select-mode';
 import type { CaptureSource } from '../capture/source';
 import type { Config } from '../config';
 import { createRecorder, type Recorder } from '../capture/recording';
 import { createProcessCache } from '../conn/process-info';
-import { createConsoleOutput } from '../outputs/console';
+import { closeOutputs, createOutputs } from '../outputs';
 import type { Output } from '../outputs/types';
 import { createModules, portMap } from '../protocols/registry';
 import { PROTOCOL_IDS } from '../protocols/types';
 import type { Logger } from '../util/logger';
 import { createPipeline, TICK_MS, type Pipeline } from './pipeline';
 
-/** How long shutdown waits for outputs to deliver. */
+/** How long shutdown waits for outputs to deliver (then backends spool what is left). */
 const SHUTDOWN_FLUSH_MS = 5_000;
 
 export interface RunningAgent {
@@ -71,33 +71,45 @@ export interface AgentOptions {
 
 export function startAgent(config: Config, logger: Logger, { record }: AgentOptions = {}): RunningAgent {
   const log = logger.child({ component: 'agent' });
-  const outputs: Output[] = [];
-  if (config.output.console.enabled) outputs.push(createConsoleOutput({ pretty: config.output.console.pretty }));
+  const outputs: Output[] = createOutputs(config, logger);
+  // a start that fails releases the outputs (spool locks, connections)
+  const abandonOutputs = () => void Promise.all(outputs.map((o) => o.close?.()));
   const processes = createProcessCache();
   const pipeline = createPipeline({ config, outputs, processes, logger, onVerdicts: (v) => source.setVerdicts?.(v) });
   let recorder: Recorder | undefined;
-  const { source, attempts } = openKernelSource({
-    onBatch: (batch) => recorder?.write(batch),
-    ports: kernelPorts(config),
-    pids: config.pids,
-    infer: config.infer_protocols,
-    maxPayload: config.max_payload,
-    ringBytes: config.ring_buffer_bytes,
-    wakeupBytes: config.wakeup_bytes,
-    drainIntervalMs: config.drain_interval_ms,
-    drainMinIntervalMs: config.drain_min_interval_ms,
-    debug: process.env.PBE_LIBBPF_DEBUG === '1',
-    onDecodeError: (err) => log.error({ err }, 'bad event batch'),
-  }, hookCandidates(config.mode, config.kprobe_variant));
-  for (const a of attempts) log.info({ hooks: a.hooks, reason: a.error }, `${a.hooks} hooks unavailable, trying the next`);
-  if (source.degraded.length > 0) {
-    log.warn({ programs: source.degraded.map((f) => `${f.program} (${f.code})`) }, 'some optional hooks did not attach; their syscalls are not traced');
+  let source: KernelSource;
+  try {
+    source = createSource();
+  } catch (err) {
+    abandonOutputs();
+    throw err;
+  }
+  function createSource(): KernelSource {
+    const opened = openKernelSource({
+      onBatch: (batch) => recorder?.write(batch),
+      ports: kernelPorts(config),
+      pids: config.pids,
+      infer: config.infer_protocols,
+      maxPayload: config.max_payload,
+      ringBytes: config.ring_buffer_bytes,
+      wakeupBytes: config.wakeup_bytes,
+      drainIntervalMs: config.drain_interval_ms,
+      drainMinIntervalMs: config.drain_min_interval_ms,
+      debug: process.env.PBE_LIBBPF_DEBUG === '1',
+      onDecodeError: (err) => log.error({ err }, 'bad event batch'),
+    }, hookCandidates(config.mode, config.kprobe_variant));
+    for (const a of opened.attempts) log.info({ hooks: a.hooks, reason: a.error }, `${a.hooks} hooks unavailable, trying the next`);
+    if (opened.source.degraded.length > 0) {
+      log.warn({ programs: opened.source.degraded.map((f) => `${f.program} (${f.code})`) }, 'some optional hooks did not attach; their syscalls are not traced');
+    }
+    return opened.source;
   }
   // from here on, every way out must detach
   try {
     recorder = record ? createRecorder(record) : undefined;
   } catch (err) {
     source.close();
+    abandonOutputs();
     throw new CaptureStartError(`cannot write the recording ${record}: ${(err as Error).message}`, undefined);
   }
   let stopping: Promise<void> | undefined;
@@ -124,10 +136,12 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
         source.close();
         recorder?.close();
       }
-      const timeout = new Promise<void>((r) => setTimeout(r, SHUTDOWN_FLUSH_MS).unref());
-      await Promise.race([Promise.all(outputs.map((o) => o.flush())), timeout]);
+      await closeOutputs(outputs, SHUTDOWN_FLUSH_MS);
+      const final = Object.fromEntries(outputs.map((o) => [o.name, o.stats()]));
       const undelivered = outputs.reduce((n, o) => n + o.stats().dropped, 0);
-      if (undelivered > 0) log.warn({ undelivered }, 'documents could not be delivered');
+      const spooled = outputs.reduce((n, o) => n + (o.stats().spool_docs ?? 0), 0);
+      if (undelivered > 0 || spooled > 0) log.warn({ undelivered, spooled, outputs: final }, 'documents could not be delivered');
+      else log.info({ outputs: final }, 'outputs closed');
       resolveDone(code);
     })();
     return stopping;
@@ -164,6 +178,7 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
     source.start(sink);
   } catch (err) {
     source.close();
+    abandonOutputs();
     throw err instanceof CaptureStartError ? err : new CaptureStartError(`failed to start capture: ${(err as Error).message}`, undefined);
   }
   log.info({ mode: source.mode, ports: kernelPorts(config).map(([p]) => p), pid: process.pid }, 'capturing');

@@ -2,7 +2,9 @@ import { Command, InvalidArgumentError } from 'commander';
 import { checkKernel, ensureTracefs, formatCheck } from '../agent/check';
 import { replayCapture, ReplayError } from '../agent/replay';
 import { startAgent } from '../agent/run';
-import { createConsoleOutput } from '../outputs/console';
+import { closeOutputs, createOutputs } from '../outputs';
+import { OutputConfigError } from '../outputs/backend';
+import { SpoolError } from '../outputs/delivery/spool';
 import { CaptureStartError } from '../capture/ebpf-source';
 import { ConfigError, parsePortsFlag, readConfigFile, validateConfig, type Config } from '../config';
 import { AGENT_VERSION } from '../publish/document';
@@ -17,6 +19,20 @@ interface RunFlags {
   record?: string;
   mode?: string;
   kprobeVariant?: string;
+  es?: string[];
+  opensearch?: string[];
+  /** false with --no-console */
+  console?: boolean;
+}
+
+/** How long `replay` waits for outputs to deliver before spooling what is left. */
+const REPLAY_FLUSH_MS = 10 * 60_000;
+
+/** `--es URL` / `--opensearch URL`: the output's hosts, its other settings from the file. */
+function withHosts(output: Record<string, unknown>, key: string, hosts: string[] | undefined): void {
+  if (!hosts || hosts.length === 0) return;
+  const current = output[key];
+  output[key] = { ...(typeof current === 'object' && current !== null ? current : {}), hosts };
 }
 
 function intArg(name: string) {
@@ -42,6 +58,14 @@ export function loadConfig(flags: RunFlags): Config {
   if (flags.pid && flags.pid.length > 0) merged.pids = flags.pid;
   if (flags.mode !== undefined) merged.mode = flags.mode;
   if (flags.kprobeVariant !== undefined) merged.kprobe_variant = flags.kprobeVariant;
+  if (flags.es || flags.opensearch || flags.console === false) {
+    const current = merged.output;
+    const output: Record<string, unknown> = { ...(typeof current === 'object' && current !== null ? (current as Record<string, unknown>) : {}) };
+    withHosts(output, 'elasticsearch', flags.es);
+    withHosts(output, 'opensearch', flags.opensearch);
+    if (flags.console === false) output.console = { ...((output.console as object | undefined) ?? {}), enabled: false };
+    merged.output = output;
+  }
   if (flags.ports && flags.ports.length > 0) {
     const protocols = { ...((merged.protocols as Record<string, Record<string, unknown>>) ?? {}) };
     for (const spec of flags.ports) {
@@ -50,7 +74,8 @@ export function loadConfig(flags: RunFlags): Config {
     }
     merged.protocols = protocols;
   }
-  return validateConfig(merged, flags.config || flags.ports || flags.maxPayload !== undefined || flags.mode || flags.kprobeVariant ? `${origin} and flags` : origin);
+  const withFlags = flags.ports || flags.maxPayload !== undefined || flags.es || flags.opensearch || flags.console === false || flags.mode || flags.kprobeVariant;
+  return validateConfig(merged, withFlags ? `${origin} and flags` : origin);
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -73,6 +98,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('--record <file>', 'also write the raw kernel events to FILE (for tests and bug reports)')
     .option('--mode <mode>', 'capture mode: auto (default: the best that attaches), syscall, kprobe')
     .option('--kprobe-variant <variant>', 'hooks of the kprobe mode: auto, fentry, kprobe')
+    .option('--es <url>', 'also ship to this Elasticsearch node (repeatable; output.elasticsearch.hosts)', collect(String))
+    .option('--opensearch <url>', 'also ship to this OpenSearch node (repeatable; output.opensearch.hosts)', collect(String))
+    .option('--no-console', 'no NDJSON on stdout (output.console.enabled: false)')
     .action(async (flags: RunFlags) => {
       const logger = createLogger();
       const config = loadConfig(flags);
@@ -86,12 +114,22 @@ export async function main(argv: string[]): Promise<number> {
     .description('decode a pcap/pcapng capture into transactions (NDJSON on stdout); no root needed')
     .option('-c, --config <file>', 'YAML config file (default /etc/packetbeat-ebpf/packetbeat-ebpf.yml when present)')
     .option('--ports <proto=port,...>', 'ports of a protocol, replacing its defaults (repeatable), e.g. http=8080,8081', collect(String))
+    .option('--es <url>', 'also ship to this Elasticsearch node (repeatable)', collect(String))
+    .option('--opensearch <url>', 'also ship to this OpenSearch node (repeatable)', collect(String))
+    .option('--no-console', 'no NDJSON on stdout')
     .action(async (file: string, flags: RunFlags) => {
       const logger = createLogger();
       const config = loadConfig(flags);
-      const output = createConsoleOutput({ pretty: config.output.console.pretty });
-      const result = await replayCapture(file, config, [output], logger);
-      logger.info({ stats: { ...result.pipeline, capture: result.capture, output: output.stats() } }, 'replayed');
+      const outputs = createOutputs(config, logger);
+      try {
+        const result = await replayCapture(file, config, outputs, logger, { flush: false });
+        await closeOutputs(outputs, REPLAY_FLUSH_MS);
+        const stats = Object.fromEntries(outputs.map((o) => [o.name, o.stats()]));
+        logger.info({ stats: { ...result.pipeline, capture: result.capture, outputs: stats } }, 'replayed');
+      } catch (err) {
+        await Promise.all(outputs.map((o) => o.close?.()));
+        throw err;
+      }
     });
 
   program
@@ -110,7 +148,7 @@ export async function main(argv: string[]): Promise<number> {
     const e = err as Error & { code?: string; exitCode?: number };
     if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
     if (e.code?.startsWith('commander.')) return e.exitCode ?? 1;
-    if (err instanceof ConfigError || err instanceof CaptureStartError || err instanceof ReplayError) {
+    if (err instanceof ConfigError || err instanceof CaptureStartError || err instanceof ReplayError || err instanceof OutputConfigError || err instanceof SpoolError) {
       process.stderr.write(`packetbeat-ebpf: ${e.message}\n`);
       if (err instanceof CaptureStartError && err.detail && process.env.PBE_LOG_LEVEL === 'debug') process.stderr.write(err.detail + '\n');
       return 1;

@@ -1,6 +1,7 @@
 import * as os from 'node:os';
 import type { ProcessInfo } from '../conn/process-info';
 import { communityId } from '../util/community-id';
+import { transactionId } from './event-id';
 import type { ProtocolModule, ProtocolName } from '../protocols/types';
 import type { FlowTuple, Transaction, TransactionView } from '../txn/types';
 
@@ -74,6 +75,11 @@ export function processFields(p: ProcessInfo): Record<string, unknown> {
   return out;
 }
 
+/** Which socket saw a view; 'wire' when it was seen in packets, by no socket. */
+function seenBy(v: TransactionView | undefined, side: 'client' | 'server'): string | undefined {
+  return v && (v.process ? side : 'wire');
+}
+
 function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
@@ -88,8 +94,8 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
   const t = main.tuple;
   const module = ctx.modules.get(main.protocol);
   if (!module) throw new Error(`no protocol module for ${main.protocol}`);
-  const views = [txn.client?.txn, txn.server?.txn].filter((v) => v !== undefined);
-  const proto = module.documentFields(views, { ip: t.serverIp, port: t.serverPort });
+  const protoViews = [txn.client?.txn, txn.server?.txn].filter((v) => v !== undefined);
+  const proto = module.documentFields(protoViews, { ip: t.serverIp, port: t.serverPort });
   const start = iso(ctx.toWallMs(main.startNs));
   const end = iso(ctx.toWallMs(main.endNs));
   const durationNs = Math.max(0, Math.round(main.endNs - main.startNs));
@@ -97,12 +103,23 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
   const source: Record<string, unknown> = { ip: t.clientIp, port: t.clientPort, bytes: proto.requestBytes };
   const destination: Record<string, unknown> = { ip: t.serverIp, port: t.serverPort, bytes: proto.responseBytes };
   if (proto.domain) destination.domain = proto.domain;
+  const community = flowCommunityId(t);
+  const seen = [seenBy(txn.client, 'client'), seenBy(txn.server, 'server')].filter((v): v is string => v !== undefined);
+  const id = transactionId({
+    communityId: community,
+    protocol: main.protocol,
+    views: seen,
+    requestSeq: main.requestSeq ?? txn.client?.requestSeq ?? txn.server?.requestSeq,
+    startNs: main.startNs,
+    timestamp: start,
+  });
   const doc: TxnDocument = {
     '@timestamp': start,
     type: main.protocol,
     status: proto.status,
     ...proto.root,
     event: {
+      id,
       kind: 'event',
       category: ['network'],
       type: ['connection', 'protocol'],
@@ -123,7 +140,7 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
       protocol: main.protocol,
       type: t.family === 6 ? 'ipv6' : 'ipv4',
       bytes: proto.requestBytes + proto.responseBytes,
-      community_id: flowCommunityId(t),
+      community_id: community,
     },
     related: { ip: t.clientIp === t.serverIp ? [t.clientIp] : [t.clientIp, t.serverIp] },
   };
@@ -143,9 +160,7 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
     const notes = [...new Set([...clientNotes, ...serverNotes])].filter((n) => !proto.matched || !n.startsWith('Unmatched'));
     if (notes.length > 0) doc.error = { message: notes.length === 1 ? notes[0] : notes };
   }
-  // which sockets saw it; 'wire' when it was seen in packets, by no socket
-  const seenBy = (v: TransactionView | undefined, side: string) => v && (v.process ? side : 'wire');
-  const ebpf: Record<string, unknown> = { views: [seenBy(txn.client, 'client'), seenBy(txn.server, 'server')].filter(Boolean) };
+  const ebpf: Record<string, unknown> = { views: seen };
   if (txn.server) ebpf.server_duration = Math.max(0, Math.round(txn.server.endNs - txn.server.startNs));
   if (txn.client) ebpf.client_duration = durationNs;
   doc.packetbeat_ebpf = ebpf;

@@ -105,8 +105,10 @@ describe('the CLI as users run it', { skip }, () => {
         if (rec.msg === 'stats' && rec.stats) stats.push(rec.stats);
       });
     });
-    await capturing; // loading takes seconds on a busy machine
-    await new Promise((r) => setTimeout(r, 2500));
+    await capturing;
+    // two intervals after it started capturing (loading the programs takes 1-2 s on a busy machine)
+    const deadline = Date.now() + 10_000;
+    while (stats.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
     assert.ok(stats.length >= 2, `stats lines: ${stats.length}`);

@@ -1,0 +1,64 @@
+/** Small REST calls to a test search node (OpenSearch, or Elasticsearch at ES_URL). */
+
+export interface SearchTarget {
+  url: string;
+  /** Extra headers, e.g. Authorization for a real Elasticsearch. */
+  headers?: Record<string, string>;
+}
+
+export async function call(target: SearchTarget, method: string, route: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const res = await fetch(target.url + route, {
+    method,
+    headers: { 'content-type': 'application/json', ...target.headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : undefined };
+}
+
+/**
+ * A minimal data stream template for the tests (the real one comes from `setup`):
+ * matching indices become data streams, with the mappings given.
+ */
+export async function putTestTemplate(target: SearchTarget, name: string, pattern: string, properties: Record<string, unknown> = {}): Promise<void> {
+  const r = await call(target, 'PUT', `/_index_template/${name}`, {
+    index_patterns: [pattern],
+    data_stream: {},
+    priority: 500,
+    template: { settings: { number_of_replicas: 0 }, mappings: { properties: { '@timestamp': { type: 'date' }, ...properties } } },
+  });
+  if (r.status !== 200) throw new Error(`cannot install test template ${name}: ${JSON.stringify(r.json)}`);
+}
+
+export interface Hit {
+  _id: string;
+  _index: string;
+  _source: Record<string, any>;
+}
+
+/** Every document of an index (up to 10000), after a refresh. */
+export async function allDocs(target: SearchTarget, index: string): Promise<Hit[]> {
+  await call(target, 'POST', `/${index}/_refresh`);
+  const r = await call(target, 'POST', `/${index}/_search`, { size: 10_000, query: { match_all: {} }, sort: [{ '@timestamp': 'asc' }] });
+  if (r.status === 404) return [];
+  if (r.status !== 200) throw new Error(`search ${index}: ${JSON.stringify(r.json)}`);
+  return r.json.hits.hits as Hit[];
+}
+
+export async function count(target: SearchTarget, index: string): Promise<number> {
+  await call(target, 'POST', `/${index}/_refresh`);
+  const r = await call(target, 'GET', `/${index}/_count`);
+  return r.status === 200 ? (r.json.count as number) : 0;
+}
+
+/** Poll until `pred` holds, or fail saying what was last seen. */
+export async function eventually<T>(what: string, get: () => Promise<T>, pred: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T;
+  for (;;) {
+    last = await get();
+    if (pred(last)) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last).slice(0, 500)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
