@@ -128,12 +128,56 @@ interface RecordedChunk extends StreamChunk {
   tail?: string;
 }
 
+/** The two processes a stream document is attributed to. */
+export interface StreamProcesses {
+  client: ProcessInfo;
+  server: ProcessInfo;
+}
+
+/** The programs that took part in each recorded stream (from the fixtures' descriptions). */
+const STREAM_CLIENTS: Record<string, string> = {
+  'pgsql/pg-pipeline.json': 'node',
+  'pgsql/pg-prepared.json': 'node',
+  'pgsql/psql-big.json': 'psql',
+  'pgsql/psql-error-multi.json': 'psql',
+  'pgsql/psql-multi.json': 'psql',
+  'pgsql/psql-script.json': 'psql',
+  'pgsql/psql-ssl.json': 'psql',
+  'pgsql/raw-pipeline.json': 'node',
+  'mysql/cli.json': 'mysql',
+  'mysql/mysql2.json': 'node',
+  'redis/bigvalue.json': 'redis-cli',
+  'redis/cli.json': 'redis-cli',
+  'redis/inline.json': 'node',
+  'redis/ioredis.json': 'node',
+  'redis/monitor.json': 'node',
+  'redis/multi.json': 'redis-cli',
+  'redis/pipe.json': 'redis-cli',
+  'redis/pubsub.json': 'node',
+  'redis/resp3.json': 'redis-cli',
+};
+const STREAM_SERVERS: Record<string, string> = { pgsql: 'postgres', mysql: 'mariadbd', redis: 'redis-server' };
+
 /**
- * A recorded protocol stream (one connection of a relay fixture) through the
- * protocol's session, each transaction built into a document whose client
- * and server processes are both `process` (the wire saw nothing else).
+ * The client and server programs of a recorded stream, as the kernel names
+ * them (comm, pid, parent, uid: what every event carries; the recordings kept
+ * no pids, so these are numbered per program).
  */
-export function streamDocuments(protocol: ProtocolName, fixture: StreamFixture, config: Config, process: ProcessInfo, serverPort: number): TxnDocument[] {
+export function recordedStreamProcesses(protocol: ProtocolName, file: string): StreamProcesses {
+  const client = STREAM_CLIENTS[`${protocol}/${file}`];
+  if (!client) throw new Error(`no client program known for ${protocol}/${file}: add it to STREAM_CLIENTS`);
+  const server = STREAM_SERVERS[protocol];
+  const pid = (name: string) => 2000 + [...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 5000, 0);
+  const proc = (name: string): ProcessInfo => ({ pid: pid(name), name, ppid: 1, userId: 0, fromProc: false });
+  return { client: proc(client), server: proc(server) };
+}
+
+/**
+ * A recorded protocol stream (each connection of a relay fixture) through the
+ * protocol's session, each transaction built into a document with both views
+ * (client and server) attributed to the given processes.
+ */
+export function streamDocuments(protocol: ProtocolName, fixture: StreamFixture, config: Config, processes: StreamProcesses, serverPort: number): TxnDocument[] {
   const modules = createModules(config);
   const module = modules.get(protocol)!;
   const docs: TxnDocument[] = [];
@@ -154,16 +198,54 @@ export function streamDocuments(protocol: ProtocolName, fixture: StreamFixture, 
     for (const txn of txns) {
       const startNs = txn.request?.startNs ?? txn.response!.startNs;
       const endNs = txn.response?.endNs ?? txn.request!.endNs;
-      const view = { protocol, tuple, netns: 0, txn, startNs, endNs, process };
+      const view = { protocol, tuple, netns: 0, txn, startNs, endNs };
       docs.push(
         buildDocument(
-          { client: { ...view, side: 'client' }, server: { ...view, side: 'server' } },
+          { client: { ...view, side: 'client', process: processes.client }, server: { ...view, side: 'server', process: processes.server } },
           { toWallMs: (ns) => Date.UTC(2026, 10, 25) + ns / 1e6, hostname: 'inventory-host', modules, tags: config.tags },
         ),
       );
     }
   });
   return docs;
+}
+
+/** The recorded protocol streams' files, by protocol and the port their server used. */
+export function streamFixtures(): Array<{ protocol: 'pgsql' | 'mysql' | 'redis'; port: number; file: string; fixture: StreamFixture }> {
+  const out = [];
+  for (const [protocol, port] of [['pgsql', 5432], ['mysql', 3306], ['redis', 6379]] as const) {
+    const dir = path.join(FIXTURES, protocol);
+    for (const file of fs.readdirSync(dir).filter((n) => n.endsWith('.json')).sort()) {
+      out.push({ protocol, port, file, fixture: JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as StreamFixture });
+    }
+  }
+  return out;
+}
+
+/** Packetbeat's captures with the protocol and ports its tests configure. */
+function sharedPcaps(): Array<[file: string, protocol: ProtocolName, ports: number[]]> {
+  const expectations = path.join(SHARED_PCAPS, 'expectations.json');
+  if (!fs.existsSync(expectations)) throw new Error(`${expectations} is missing: the shared captures must be beside the repository`);
+  const pcaps = (JSON.parse(fs.readFileSync(expectations, 'utf8')) as { pcaps: Record<string, { protocol: ProtocolName; ports: number[] }> }).pcaps;
+  return Object.entries(pcaps).map(([file, exp]) => [file, exp.protocol, exp.ports]);
+}
+
+/**
+ * Known traffic for a real node: every capture under the everything
+ * configuration, the recorded streams attributed to the programs that made
+ * them (so per-process aggregations have several processes to split by).
+ */
+export async function knownTrafficDocuments(): Promise<SourcedDocument[]> {
+  const out: SourcedDocument[] = [];
+  const add = (source: string, docs: TxnDocument[]) => out.push(...docs.map((doc) => ({ source, doc })));
+  for (const proto of ['http', 'pgsql', 'mysql', 'redis'] as const) {
+    const expected = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'pcap', `${proto}.expected.json`), 'utf8')) as { port: number };
+    add(`pcap/${proto}.pcap`, await replayDocuments(path.join(FIXTURES, 'pcap', `${proto}.pcap`), everythingConfig({ [proto]: [expected.port] })));
+  }
+  for (const [file, protocol, ports] of sharedPcaps()) add(`shared/${file}`, await replayDocuments(path.join(SHARED_PCAPS, file), everythingConfig({ [protocol]: ports })));
+  add('http-loopback', recordedKernelDocuments(everythingConfig()));
+  for (const s of streamFixtures()) add(`${s.protocol}/${s.file}`, streamDocuments(s.protocol, s.fixture, everythingConfig(), recordedStreamProcesses(s.protocol, s.file), s.port));
+  return out;
 }
 
 /** Every document of every capture the tests use, under both configurations. */
@@ -180,23 +262,12 @@ export async function allDocuments(): Promise<SourcedDocument[]> {
       add(`pcap/${proto}.pcap (${name})`, await replayDocuments(path.join(FIXTURES, 'pcap', `${proto}.pcap`), make({ [proto]: [expected.port] })));
     }
     // Packetbeat's captures, on the ports its tests configure
-    const expectations = path.join(SHARED_PCAPS, 'expectations.json');
-    if (!fs.existsSync(expectations)) throw new Error(`${expectations} is missing: the shared captures must be beside the repository`);
-    const pcaps = (JSON.parse(fs.readFileSync(expectations, 'utf8')) as { pcaps: Record<string, { protocol: ProtocolName; ports: number[] }> }).pcaps;
-    for (const [file, exp] of Object.entries(pcaps)) {
-      add(`shared/${file} (${name})`, await replayDocuments(path.join(SHARED_PCAPS, file), make({ [exp.protocol]: exp.ports })));
-    }
+    for (const [file, protocol, ports] of sharedPcaps()) add(`shared/${file} (${name})`, await replayDocuments(path.join(SHARED_PCAPS, file), make({ [protocol]: ports })));
     // kernel events with their processes
     add(`http-loopback (${name})`, recordedKernelDocuments(make()));
-    // recorded protocol streams, with a fully described process on both ends
+    // recorded protocol streams, with a fully described process (this one, from /proc) on both ends
     const proc = realProcess();
-    for (const [proto, port] of [['pgsql', 5432], ['mysql', 3306], ['redis', 6379]] as const) {
-      const dir = path.join(FIXTURES, proto);
-      for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.json')).sort()) {
-        const fixture = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as StreamFixture;
-        add(`${proto}/${f} (${name})`, streamDocuments(proto, fixture, make(), proc, port));
-      }
-    }
+    for (const st of streamFixtures()) add(`${st.protocol}/${st.file} (${name})`, streamDocuments(st.protocol, st.fixture, make(), { client: proc, server: proc }, st.port));
   }
   return out;
 }
