@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 # servers and clients the integration tests start
 scripts/setup.sh nginx-light curl postgresql mariadb-server redis-server
+# an OpenSearch node assembled from Maven Central jars (cached under /var/cache/packetbeat-ebpf)
+scripts/opensearch.sh >/dev/null
 
 mountpoint -q /sys/kernel/tracing 2>/dev/null || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
 
