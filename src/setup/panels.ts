@@ -110,6 +110,9 @@ function metricAgg(m: Metric): Record<string, unknown> | undefined {
   return { [m.type]: { field: m.field } };
 }
 
+/** Rows a saved search shows (Discover's default sample size). */
+export const SEARCH_ROWS = 500;
+
 export interface QueryOptions {
   /** fixed_interval of the date histogram (Kibana picks one from the time range). */
   interval: string;
@@ -123,7 +126,8 @@ export interface QueryOptions {
 export function panelQuery(p: Panel, o: QueryOptions = { interval: '1h' }): Record<string, unknown> {
   const query = p.filter ? filterToQuery(p.filter) : { match_all: {} };
   if (p.kind === 'search') {
-    return { query, size: 500, sort: p.sort.map(([field, order]) => ({ [field]: { order } })), _source: p.columns };
+    // Discover shows the time field beside the columns
+    return { query, size: SEARCH_ROWS, sort: p.sort.map(([field, order]) => ({ [field]: { order } })), _source: [...new Set(['@timestamp', ...p.columns])] };
   }
   const metrics: Record<string, unknown> = {};
   p.metrics.forEach((m, i) => {
