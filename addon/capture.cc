@@ -263,8 +263,10 @@ class Capture : public Napi::ObjectWrap<Capture> {
       __u64 ino = static_cast<__u64>(pair.Get(0u).As<Napi::Number>().Int64Value());
       struct pbe_verdict v = {};
       v.verdict = static_cast<__u8>(pair.Get(1u).As<Napi::Number>().Uint32Value());
-      // BPF_EXIST: a socket closed meanwhile (entry gone) is not brought back
-      if (bpf_map_update_elem(fd, &ino, &v, BPF_EXIST) && errno != ENOENT) {
+      // Inference verdicts use BPF_EXIST: a socket closed meanwhile (entry gone) is not
+      // brought back. Shadow verdicts are also set on configured ports (no entry yet).
+      __u64 flags = v.verdict == PBE_VERDICT_SHADOW ? BPF_ANY : BPF_EXIST;
+      if (bpf_map_update_elem(fd, &ino, &v, flags) && errno != ENOENT) {
         ThrowErrno(env, "update verdicts map", errno);
         return env.Undefined();
       }
@@ -513,6 +515,11 @@ Napi::Object Layout(Napi::Env env) {
   l.Set("payloadDefault", PBE_PAYLOAD_DEFAULT);
   l.Set("tailLimit", PBE_TAIL_LIMIT);
   l.Set("inferEvents", PBE_INFER_EVENTS);
+  Napi::Object verdicts = Napi::Object::New(env);
+  verdicts.Set("track", static_cast<uint32_t>(PBE_VERDICT_TRACK));
+  verdicts.Set("ignore", static_cast<uint32_t>(PBE_VERDICT_IGNORE));
+  verdicts.Set("shadow", static_cast<uint32_t>(PBE_VERDICT_SHADOW));
+  l.Set("verdicts", verdicts);
   l.Set("counterCount", static_cast<uint32_t>(PBE_CNT__MAX));
   return l;
 }

@@ -158,7 +158,7 @@ static __always_inline int socket_wanted(struct sock *sk, __u64 ino, int sample)
 		bpf_map_update_elem(&verdicts, &ino, &nv, BPF_NOEXIST);
 		return 1;
 	}
-	if (v->verdict == PBE_VERDICT_TRACK)
+	if (v->verdict == PBE_VERDICT_TRACK || v->verdict == PBE_VERDICT_SHADOW)
 		return 1;
 	if (v->verdict == PBE_VERDICT_IGNORE || v->events >= PBE_INFER_EVENTS)
 		return 0;
@@ -378,7 +378,7 @@ static __always_inline void emit_data(struct pbe_inflight *st, __u32 len, int ve
 		limit = PBE_PAYLOAD_LIMIT;
 	if (cap > limit)
 		cap = limit;
-	if (st->source == PBE_SRC_SENDFILE || cap == 0)
+	if (st->source == PBE_SRC_SENDFILE || st->headless || cap == 0)
 		emit_data_sized(st, len, 0, 0, 0, 0);
 	else if (len > cap) /* cut: cap == limit, a top bucket with a tail */
 		if (cap <= 2048)
@@ -420,6 +420,10 @@ static __always_inline int stash(__u32 fd, __u64 buf, __u32 iovcnt, __u8 source,
 		count(PBE_CNT_FILTERED, 1);
 		return 0;
 	}
+	/* the other end of this connection is parsed: positions and times suffice */
+	struct pbe_verdict *v = bpf_map_lookup_elem(&verdicts, &ino);
+	if (v && v->verdict == PBE_VERDICT_SHADOW)
+		st.headless = 1;
 	st.enter_ns = bpf_ktime_get_ns();
 	st.buf = buf;
 	st.sk = (__u64)sk;
@@ -595,8 +599,7 @@ static __always_inline int enter_close(U64 a0, U64 a1, U64 a2, U64 a3)
 		return 0;
 	if (socket_wanted(sk, ino, 0))
 		emit_conn_event(sk, ino, fd, PBE_KIND_CLOSE, 0);
-	if (infer)
-		bpf_map_delete_elem(&verdicts, &ino); /* the inode may be reused */
+	bpf_map_delete_elem(&verdicts, &ino); /* the inode may be reused */
 	return 0;
 }
 

@@ -141,7 +141,8 @@ struct pbe_inflight {
 	__u32 iovcnt;
 	__u8 source;   /* enum pbe_source */
 	__u8 dir;
-	__u8 _pad[2];
+	__u8 headless; /* 1: emit without payload (PBE_VERDICT_SHADOW) */
+	__u8 _pad[1];
 	__u32 seq;     /* TCP sequence number of the first byte, read at enter (see pbe_event) */
 };
 PBE_STATIC_ASSERT(sizeof(struct pbe_inflight) == 48, "abi: pbe_inflight");
@@ -160,6 +161,12 @@ enum pbe_verdict_kind {
 	PBE_VERDICT_UNDECIDED = 0,
 	PBE_VERDICT_TRACK = 1,
 	PBE_VERDICT_IGNORE = 2,
+	/*
+	 * Both ends of this connection are traced and user space parses the
+	 * other end: data events of this socket carry no payload (only len, seq
+	 * and times, for the server-side timing). Also set on configured ports.
+	 */
+	PBE_VERDICT_SHADOW = 3,
 };
 
 struct pbe_verdict {

@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config make g++ python3)
+PACKAGES=(clang llvm libelf-dev zlib1g-dev pkg-config make g++ python3)
+# libbpf >= 1.0; where the distribution's is older (Ubuntu 22.04) one built from source wins
+pkg-config --atleast-version=1.0 libbpf 2>/dev/null || PACKAGES+=(libbpf-dev)
 # bpftool is its own package on Debian 12; Ubuntu ships it in linux-tools
 if apt-cache show bpftool >/dev/null 2>&1; then PACKAGES+=(bpftool); fi
 PACKAGES+=("$@")

@@ -38,6 +38,13 @@ int main(int argc, char **argv) {
 		return 1;
 	}
 	skel->rodata->self_tgid = getpid();
+	/* the syscall-tracepoint hooks only, like the agent's syscall mode */
+	struct bpf_program *prog;
+	bpf_object__for_each_program(prog, skel->obj) {
+		const char *sec = bpf_program__section_name(prog);
+		if (strncmp(sec, "tracepoint/syscalls/", 20) != 0 && strncmp(sec, "tracepoint/sched/", 17) != 0)
+			bpf_program__set_autoload(prog, false);
+	}
 	skel->rodata->max_payload = PBE_PAYLOAD_DEFAULT;
 	skel->rodata->wakeup_bytes = 256 * 1024;
 	int err = capture_bpf__load(skel);

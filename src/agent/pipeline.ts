@@ -1,6 +1,6 @@
 import * as os from 'node:os';
 import type { CaptureEvent } from '../capture/events';
-import { EXEC_FILENAME, EventDir, EventKind } from '../capture/layout';
+import { EXEC_FILENAME, EventDir, EventKind, type VerdictName } from '../capture/layout';
 import type { CaptureSink } from '../capture/source';
 import type { Config } from '../config';
 import { ConnTable, type Conn } from '../conn/table';
@@ -64,7 +64,7 @@ export interface PipelineOptions {
   /** The protocol modules (default: from the configuration). */
   modules?: Map<ProtocolName, ProtocolModule>;
   /** Content-inference decisions, for the kernel's filter (once per batch). */
-  onVerdicts?: (verdicts: Array<[sockId: number, track: boolean]>) => void;
+  onVerdicts?: (verdicts: Array<[sockId: number, verdict: VerdictName]>) => void;
 }
 
 /** Bytes per direction looked at before content inference gives up. */
@@ -124,7 +124,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const inferring = new Map<Conn, Inference>();
   let awaiting: AwaitingServer[] = [];
   let lastIdleSweepMs = now();
-  let verdicts: Array<[number, boolean]> = [];
+  let verdicts: Array<[number, VerdictName]> = [];
   const table = new ConnTable({
     protocolOfPort: (port) => portProtocol.get(port),
     infer: config.infer_protocols && modules.size > 0,
@@ -263,6 +263,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       if (parsedPeer(conn)?.protocol === conn.protocol) {
         state = { shadow: [new SeqMarks(), new SeqMarks()] };
         stats.shadowed++;
+        // its payload is not needed any more: the kernel stops copying it
+        verdicts.push([conn.sockId, 'shadow']);
       } else {
         const session = modules.get(conn.protocol!)!.createSession({
           onTransaction: (txn) => offer(conn, txn),
@@ -387,7 +389,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     const exhausted = inf.events.length >= INFER_DECIDE_EVENTS || (inf.client.length >= INFER_BYTES && inf.server.length >= INFER_BYTES);
     if (!decided && undecided && !exhausted) return;
     inferring.delete(conn);
-    verdicts.push([conn.sockId, decided !== undefined]);
+    verdicts.push([conn.sockId, decided !== undefined ? 'track' : 'ignore']);
     if (!decided) {
       conn.ignored = true;
       stats.inferIgnored++;
@@ -405,7 +407,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       const peer = parsedPeer(conn);
       if (peer?.protocol) {
         conn.protocol = peer.protocol;
-        verdicts.push([conn.sockId, true]);
+        verdicts.push([conn.sockId, 'track']);
       } else {
         infer(conn, e);
         return;

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { loadBinding, type AttachFailure, type CaptureBinding, type NativeCapture, type NativeError } from './addon';
 import { decodeBatch } from './events';
-import { checkLayout, COUNTER_NAMES, type KernelCounters } from './layout';
+import { checkLayout, COUNTER_NAMES, Verdict, type KernelCounters } from './layout';
 import type { CaptureSink, CaptureSource } from './source';
 
 /**
@@ -172,7 +172,7 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource & { 
       if (!closed) native.resume();
     },
     setVerdicts(verdicts) {
-      if (!closed && verdicts.length > 0) native.setVerdicts(verdicts.map(([id, track]) => [id, track ? 1 : 2]));
+      if (!closed && verdicts.length > 0) native.setVerdicts(verdicts.map(([id, verdict]) => [id, Verdict[verdict]]));
     },
     counters(): KernelCounters {
       const values = closed ? [] : native.counters();

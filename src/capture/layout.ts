@@ -43,6 +43,10 @@ export const EventKind = { DATA: 1, CONNECT: 2, ACCEPT: 3, CLOSE: 4, EXEC: 5 } a
 export const EXEC_FILENAME = 256;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
 
+/** enum pbe_verdict_kind: what user space tells the kernel about a socket. */
+export const Verdict = { track: 1, ignore: 2, shadow: 3 } as const;
+export type VerdictName = keyof typeof Verdict;
+
 /** enum pbe_dir */
 export const EventDir = { EGRESS: 0, INGRESS: 1 } as const;
 export type EventDir = (typeof EventDir)[keyof typeof EventDir];
@@ -67,6 +71,7 @@ export interface AddonLayout {
   tailLimit: number;
   inferEvents: number;
   counterCount: number;
+  verdicts: Record<VerdictName, number>;
 }
 
 /** Differences between the addon's layout and ours; empty when they agree. */
@@ -76,6 +81,9 @@ export function layoutMismatches(addon: AddonLayout): string[] {
     out.push(`header size ${addon.headerSize} != ${EVENT_HEADER_SIZE}`);
   }
   if (addon.inferEvents !== INFER_EVENTS) out.push(`inference events ${addon.inferEvents} != ${INFER_EVENTS}`);
+  for (const [name, value] of Object.entries(Verdict)) {
+    if (addon.verdicts?.[name as VerdictName] !== value) out.push(`verdict ${name} ${addon.verdicts?.[name as VerdictName]} != ${value}`);
+  }
   if (addon.counterCount !== COUNTER_NAMES.length) {
     out.push(`counter count ${addon.counterCount} != ${COUNTER_NAMES.length}`);
   }

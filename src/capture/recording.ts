@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import { decodeBatch } from './events';
-import { EVENT_FIELDS, EVENT_HEADER_SIZE, INFER_EVENTS, layoutMismatches, type KernelCounters, COUNTER_NAMES } from './layout';
+import { EVENT_FIELDS, EVENT_HEADER_SIZE, INFER_EVENTS, layoutMismatches, type KernelCounters, COUNTER_NAMES, Verdict } from './layout';
 import type { CaptureSink, CaptureSource } from './source';
 
 /**
@@ -65,7 +65,7 @@ export function readRecording(file: string): Recording {
   const jsonLen = buf.readUInt32LE(8);
   if (12 + jsonLen > buf.length) throw new RecordingError(`${file}: header runs past the end of the file`);
   const header = JSON.parse(buf.toString('utf8', 12, 12 + jsonLen)) as RecordingHeader;
-  const bad = layoutMismatches({ ...header, payloadLimit: 0, payloadDefault: 0, tailLimit: 0, inferEvents: INFER_EVENTS, counterCount: COUNTER_NAMES.length });
+  const bad = layoutMismatches({ ...header, payloadLimit: 0, payloadDefault: 0, tailLimit: 0, inferEvents: INFER_EVENTS, counterCount: COUNTER_NAMES.length, verdicts: { ...Verdict } });
   if (bad.length > 0) throw new RecordingError(`${file} was recorded with another event layout: ${bad.join('; ')}`);
   const batches: Buffer[] = [];
   let at = 12 + jsonLen;

@@ -1,4 +1,7 @@
+import * as fs from 'node:fs';
 import { CaptureStartError, createEbpfSource, hasBpfCapabilities, type EbpfSourceOptions, type HookSet } from './ebpf-source';
+
+export const KERNEL_BTF = '/sys/kernel/btf/vmlinux';
 
 /** What the user asks for (`run --mode`). */
 export type RequestedMode = 'auto' | 'syscall' | 'kprobe' | 'packet';
@@ -37,7 +40,15 @@ export function openKernelSource(
   base: Omit<EbpfSourceOptions, 'hooks'>,
   candidates: HookSet[],
   open: (o: EbpfSourceOptions) => KernelSource = createEbpfSource,
+  btfPath = KERNEL_BTF,
 ): { source: KernelSource; attempts: HookAttempt[] } {
+  if (!fs.existsSync(btfPath)) {
+    // CO-RE relocations need the kernel's own type information
+    throw new CaptureStartError(
+      `this kernel has no BTF (${btfPath} is missing: built without CONFIG_DEBUG_INFO_BTF), which the syscall and kprobe modes need to find kernel structures`,
+      'ENOBTF',
+    );
+  }
   const attempts: HookAttempt[] = [];
   for (const hooks of candidates) {
     try {

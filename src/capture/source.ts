@@ -1,5 +1,5 @@
 import type { CaptureEvent } from './events';
-import type { KernelCounters } from './layout';
+import type { KernelCounters, VerdictName } from './layout';
 
 /** Where events come from: the kernel (eBPF), and later AF_PACKET or a pcap file. */
 export interface CaptureSink {
@@ -18,8 +18,12 @@ export interface CaptureSource {
   /** Stop delivering events for now (outputs are full); the source buffers or counts losses. */
   pause?(): void;
   resume?(): void;
-  /** Content-inference decisions for sockets of unknown ports (kernel sources only). */
-  setVerdicts?(verdicts: Array<[sockId: number, track: boolean]>): void;
+  /**
+   * Decisions about sockets (kernel sources only): track or ignore a socket of an
+   * unknown port (content inference), or shadow one whose other end is parsed
+   * (its data events then come without payload).
+   */
+  setVerdicts?(verdicts: Array<[sockId: number, verdict: VerdictName]>): void;
   /** Detach everything. Idempotent. */
   close(): void;
 }

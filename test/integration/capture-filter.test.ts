@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import * as net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createEbpfSource } from '../../src/capture/ebpf-source';
 import type { CaptureEvent } from '../../src/capture/events';
@@ -82,5 +84,53 @@ describe('kernel filters', { skip }, () => {
     assert.ok(got.tsNs >= got.enterNs);
     assert.ok(counters.events >= events.length);
     assert.equal(counters.ringbufDrops, 0);
+  });
+
+  test('a shadowed socket: the kernel stops copying its payload but keeps lengths and positions', async () => {
+    const events: CaptureEvent[] = [];
+    const source = createEbpfSource({
+      ports: [[PORT, PROTOCOL_IDS.http]],
+      pids: [],
+      maxPayload: 4096,
+      ringBytes: 1 << 22,
+      wakeupBytes: 1 << 16,
+      drainIntervalMs: 5,
+      selfTgid: 1,
+    });
+    const sock = net.connect(PORT, '127.0.0.1');
+    try {
+      source.start({ onEvent: (e) => events.push({ ...e, payload: Buffer.from(e.payload) }), onBatchEnd: () => {} });
+      await once(sock, 'connect');
+      const exchange = async () => {
+        sock.write('GET /hello HTTP/1.1\r\nHost: x\r\n\r\n');
+        let got = '';
+        while (!got.includes('hello from node\n')) got += (await once(sock, 'data'))[0].toString();
+      };
+      await exchange();
+      await new Promise((r) => setTimeout(r, 50));
+      source.flush();
+      const serverSock = events.find((e) => e.kind === EventKind.DATA && e.tgid === server.pid && e.dir === 1)?.sockId;
+      assert.ok(serverSock, 'the server socket was seen');
+      const before = events.length;
+      source.setVerdicts!([[serverSock, 'shadow']]);
+      await exchange();
+      await new Promise((r) => setTimeout(r, 50));
+      source.flush();
+      const after = events.slice(before).filter((e) => e.kind === EventKind.DATA);
+      const srv = after.filter((e) => e.sockId === serverSock);
+      const cli = after.filter((e) => e.tgid === process.pid);
+      assert.ok(srv.length >= 2, 'the server still reports its reads and writes');
+      for (const e of srv) {
+        assert.ok(e.len > 0);
+        assert.equal(e.payload.length, 0, 'no payload copied for the shadowed socket');
+      }
+      assert.ok(cli.some((e) => e.payload.toString('latin1').startsWith('GET /hello')), 'the client end keeps its payload');
+      // positions agree: the server's read of the request starts where the client's write did
+      const w = cli.find((e) => e.dir === 0)!;
+      assert.equal(srv.find((e) => e.dir === 1)?.seq, w.seq);
+    } finally {
+      sock.destroy();
+      source.close();
+    }
   });
 });

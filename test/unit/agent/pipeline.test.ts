@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createPipeline } from '../../../src/agent/pipeline';
 import type { CaptureEvent } from '../../../src/capture/events';
-import { EventDir, EventKind } from '../../../src/capture/layout';
+import { EventDir, EventKind, type VerdictName } from '../../../src/capture/layout';
 import { validateConfig } from '../../../src/config';
 import type { ProcessCache, ProcessInfo } from '../../../src/conn/process-info';
 import type { Output } from '../../../src/outputs/types';
@@ -14,7 +14,7 @@ const REQ = Buffer.from('GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Age
 const RES = Buffer.from('HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\nhello\n');
 
 /** Fake clocks and a collecting output around a real pipeline. */
-function harness(overrides: Record<string, unknown> = {}, verdicts: Array<[number, boolean]> = []) {
+function harness(overrides: Record<string, unknown> = {}, verdicts: Array<[number, VerdictName]> = []) {
   let wallMs = 1_000_000;
   let monoNs = 5e12;
   const docs: TxnDocument[] = [];
@@ -125,6 +125,36 @@ describe('pipeline', () => {
     assert.equal(d.source.bytes, REQ.length);
     assert.equal(d.destination.bytes, RES.length);
     assert.equal(h.pipeline.stats().shadowed, 1, 'the server socket is timed from the client parse');
+  });
+
+  test('the shadowed server socket is told to the kernel, and its later payload-less events still time it', () => {
+    const verdicts: Array<[number, VerdictName]> = [];
+    const h = harness({}, verdicts);
+    const p = h.pipeline;
+    const t = h.mono();
+    p.onEvent(event(CURL, EventKind.CONNECT, { seq: CLIENT_ISN }));
+    p.onEvent(event(NGINX, EventKind.ACCEPT, { seq: CLIENT_ISN }));
+    p.onEvent(data(CURL, EventDir.EGRESS, CLIENT_ISN, REQ, t + 1000));
+    p.onEvent(data(NGINX, EventDir.INGRESS, CLIENT_ISN, REQ, t + 2000));
+    p.onBatchEnd();
+    assert.deepEqual(verdicts, [[NGINX.sockId, 'shadow']]);
+    // from now on the kernel sends the server's data without payload
+    p.onEvent(data(NGINX, EventDir.EGRESS, SERVER_ISN, Buffer.alloc(0), t + 5000, RES.length));
+    p.onEvent(data(CURL, EventDir.INGRESS, SERVER_ISN, RES, t + 9000));
+    // a second exchange entirely after the verdict
+    const c2 = (CLIENT_ISN + REQ.length) >>> 0;
+    p.onEvent(data(CURL, EventDir.EGRESS, c2, REQ, t + 10_000));
+    p.onEvent(data(NGINX, EventDir.INGRESS, c2, Buffer.alloc(0), t + 11_000, REQ.length));
+    p.onEvent(data(NGINX, EventDir.EGRESS, SERVER_ISN + RES.length, Buffer.alloc(0), t + 12_500, RES.length));
+    p.onEvent(data(CURL, EventDir.INGRESS, SERVER_ISN + RES.length, RES, t + 14_000));
+    p.onBatchEnd();
+    assert.equal(h.docs.length, 2);
+    const [a, b] = h.docs as Array<Record<string, any>>;
+    assert.equal(a.packetbeat_ebpf.server_duration, 3000);
+    assert.equal(b.packetbeat_ebpf.server_duration, 1500);
+    assert.equal(b.event.duration, 4000);
+    assert.equal(b.destination.process.name, 'nginx');
+    assert.equal(p.stats().parseErrors, 0);
   });
 
   test("the server's events were lost: the client's view is emitted alone at once", () => {
@@ -269,7 +299,7 @@ describe('content inference on unconfigured ports', () => {
   const SRV: SocketSpec = { sockId: 501, tgid: 901, comm: 'srv', localPort: 9999, remotePort: 41000 };
 
   test('HTTP on port 9999 is recognised, its held events replayed, the kernel told to track', () => {
-    const verdicts: Array<[number, boolean]> = [];
+    const verdicts: Array<[number, VerdictName]> = [];
     const h = harness({}, verdicts);
     const p = h.pipeline;
     const t = h.mono();
@@ -282,7 +312,7 @@ describe('content inference on unconfigured ports', () => {
     p.onEvent(data(SRV, EventDir.EGRESS, 0, RES, t + 4));
     p.onEvent(data(APP, EventDir.INGRESS, 0, RES, t + 5));
     p.onBatchEnd();
-    assert.deepEqual(verdicts.sort(), [[500, true], [501, true]]);
+    assert.deepEqual(verdicts.sort(), [[500, 'track'], [501, 'shadow'], [501, 'track']]);
     assert.equal(h.docs.length, 1);
     const d = h.docs[0] as Record<string, any>;
     assert.equal(d.query, 'GET /hello');
@@ -297,7 +327,7 @@ describe('content inference on unconfigured ports', () => {
   });
 
   test('bytes of no known protocol: ignored, nothing emitted, the kernel told to drop it', () => {
-    const verdicts: Array<[number, boolean]> = [];
+    const verdicts: Array<[number, VerdictName]> = [];
     const h = harness({}, verdicts);
     const p = h.pipeline;
     p.onEvent(event(APP, EventKind.CONNECT, { seq: 0 }));
@@ -305,14 +335,14 @@ describe('content inference on unconfigured ports', () => {
     p.onEvent(data(APP, EventDir.EGRESS, 11, Buffer.from('more'), h.mono()));
     p.onBatchEnd();
     h.advance(2000);
-    assert.deepEqual(verdicts, [[500, false]]);
+    assert.deepEqual(verdicts, [[500, 'ignore']]);
     assert.equal(h.docs.length, 0);
     assert.equal(p.stats().inferIgnored, 1);
     assert.equal(p.stats().parseErrors, 0);
   });
 
   test('off: unknown ports are not looked at', () => {
-    const verdicts: Array<[number, boolean]> = [];
+    const verdicts: Array<[number, VerdictName]> = [];
     const h = harness({ infer_protocols: false }, verdicts);
     h.pipeline.onEvent(event(APP, EventKind.CONNECT, { seq: 0 }));
     h.pipeline.onEvent(data(APP, EventDir.EGRESS, 0, REQ, h.mono()));

@@ -11,6 +11,7 @@ import {
   EventDir,
   EventKind,
   layoutMismatches,
+  Verdict,
   type AddonLayout,
 } from '../../../src/capture/layout';
 import { ipBytes } from '../../../src/util/community-id';
@@ -220,7 +221,7 @@ describe('encodeEvent / decodeBatch', () => {
 function ourLayout(): AddonLayout {
   const fields: AddonLayout['fields'] = {};
   for (const [name, f] of Object.entries(EVENT_FIELDS)) fields[name] = { offset: f.offset, size: f.size };
-  return { fields, headerSize: EVENT_HEADER_SIZE, payloadLimit: 16384, payloadDefault: 4096, tailLimit: 256, inferEvents: INFER_EVENTS, counterCount: COUNTER_NAMES.length };
+  return { fields, headerSize: EVENT_HEADER_SIZE, payloadLimit: 16384, payloadDefault: 4096, tailLimit: 256, inferEvents: INFER_EVENTS, counterCount: COUNTER_NAMES.length, verdicts: { ...Verdict } };
 }
 
 describe('layoutMismatches', () => {

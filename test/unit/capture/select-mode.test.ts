@@ -55,6 +55,15 @@ describe('capture mode selection', () => {
     );
   });
 
+  test('a kernel without BTF gets a message naming it, before anything is loaded', () => {
+    const tried: HookSet[] = [];
+    assert.throws(
+      () => openKernelSource(base, ['fentry', 'syscall'], opener({}, tried), '/nonexistent/btf/vmlinux'),
+      (err: Error) => err instanceof CaptureStartError && err.code === 'ENOBTF' && /no BTF \(\/nonexistent\/btf\/vmlinux is missing: built without CONFIG_DEBUG_INFO_BTF\)/.test(err.message),
+    );
+    assert.deepEqual(tried, []);
+  });
+
   test('program names follow the BPF object (one per hook set)', () => {
     assert.equal(programName('syscall', 'enter', 'read'), 'handle_enter_read');
     assert.equal(programName('fentry', 'exit', 'read'), 'fexit_exit_read');
