@@ -120,11 +120,11 @@ async function ismPolicy(client: OsClient): Promise<{ present: false } | { prese
   } catch (err) {
     const e = err as { meta?: { statusCode?: number; body?: unknown } };
     const body = JSON.stringify(e.meta?.body ?? '');
-    if (/no handler found|invalid_index_name_exception|Incorrect HTTP method/i.test(body)) return { present: false };
-    if (e.meta?.statusCode === 404) {
-      // the plugin answers "policy not found"; a bare 404 from the node means no such endpoint
-      return /not found/i.test(body) && /policy/i.test(body) ? { present: true } : { present: false };
-    }
+    // without the plugin the node answers 400 "no handler found for uri [/_plugins/_ism/policies/...]"
+    if (e.meta?.statusCode === 400 && /no handler found/i.test(body)) return { present: false };
+    // the plugin answers 404 "Policy not found" for a policy not created yet, or
+    // index_not_found_exception while no policy at all exists (its config index is made with the first)
+    if (e.meta?.statusCode === 404 && /policy not found|index_not_found_exception/i.test(body)) return { present: true };
     throw err;
   }
 }
