@@ -34,6 +34,40 @@ const rowOptions = {
   max_row_length: z.number().int().min(1).default(1024),
 };
 
+/** Where `setup` imports the dashboards, and with what (the cluster's credentials when unset). */
+const dashboardsTarget = z.strictObject({
+  host: z.string().min(1),
+  api_key: z.string().min(1).optional(),
+  username: z.string().min(1).optional(),
+  password: z.string().optional(),
+  /** Kibana space to import into (Kibana only). */
+  space: z.string().min(1).optional(),
+  ssl: z
+    .strictObject({
+      certificate_authorities: z.array(z.string()).default([]),
+      verification_mode: z.enum(['full', 'none']).default('full'),
+    })
+    .prefault({}),
+});
+
+/** Durations as Elasticsearch/OpenSearch write them: 30d, 12h, 90m, 3600s. */
+const duration = z.string().regex(/^\d+(d|h|m|s)$/, 'a number and d, h, m or s (e.g. 30d)');
+
+/** What `packetbeat-ebpf setup` installs besides the index template. */
+const setup = z.strictObject({
+  kibana: dashboardsTarget.optional(),
+  opensearch_dashboards: dashboardsTarget.optional(),
+  /** The lifecycle policy (ILM on Elasticsearch, ISM on OpenSearch). */
+  lifecycle: z
+    .strictObject({
+      rollover_age: duration.default('30d'),
+      rollover_size: z.string().regex(/^\d+(b|kb|mb|gb|tb)$/, 'a number and b, kb, mb, gb or tb (e.g. 50gb)').default('50gb'),
+      /** Delete backing indices this long after their rollover (unset: keep them). */
+      delete_after: duration.optional(),
+    })
+    .prefault({}),
+});
+
 const http = protocol(DEFAULT_PORTS.http).extend({
   ...sendOptions,
   /** Authorization and Proxy-Authorization values become "*" (unlike Packetbeat, on by default). */
@@ -190,6 +224,7 @@ export const configSchema = z.strictObject({
   drain_min_interval_ms: z.number().int().min(1).max(1000).default(1),
   /** Seconds between stats lines on stderr (0: only at exit). */
   stats_interval_s: z.number().min(0).default(30),
+  setup: setup.prefault({}),
   output: z
     .strictObject({
       console: z.strictObject({ enabled: z.boolean().default(true), pretty: z.boolean().default(false) }).prefault({}),

@@ -9,6 +9,7 @@ import { CaptureStartError } from '../capture/ebpf-source';
 import { ConfigError, parsePortsFlag, readConfigFile, validateConfig, type Config } from '../config';
 import { AGENT_VERSION } from '../publish/document';
 import { createLogger } from '../util/logger';
+import { registerSetupCommand } from './setup-command';
 
 interface RunFlags {
   config?: string;
@@ -141,6 +142,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write((flags.json ? JSON.stringify(report) : formatCheck(report)) + '\n');
       exitCode = report.mode ? 0 : 1;
     });
+
+  registerSetupCommand(program, (config) => loadConfig({ config }), (code) => (exitCode = code));
 
   try {
     await program.parseAsync(argv);

@@ -80,11 +80,15 @@ function headersDoc(m: HttpMessage, o: HttpDocumentOptions): Record<string, unkn
   return out;
 }
 
-/** Split Host into domain and port ("[::1]:8080", "example.com:8080", "example.com"). */
+const MAX_PORT = 65535;
+
+/** Split Host into domain and port ("[::1]:8080", "example.com:8080", "example.com"); a port past 65535 is no port. */
 function splitHost(host: string): { domain: string; port?: number } {
   const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(host.trim());
   if (!m) return { domain: host };
-  return { domain: m[1].replace(/^\[|\]$/g, ''), port: m[2] ? Number(m[2]) : undefined };
+  const port = m[2] ? Number(m[2]) : undefined;
+  if (port !== undefined && port > MAX_PORT) return { domain: host.trim() };
+  return { domain: m[1].replace(/^\[|\]$/g, ''), port };
 }
 
 function isForm(m: HttpMessageBase): boolean {
