@@ -59,6 +59,38 @@ const http = protocol(DEFAULT_PORTS.http).extend({
   real_ip_header: z.string().optional(),
 });
 
+/** Encodings and transports of output.otlp. */
+export const OTLP_PROTOCOLS = ['http/protobuf', 'http/json', 'grpc'] as const;
+
+const httpUrl = z.string().refine((v) => {
+  try {
+    return ['http:', 'https:'].includes(new URL(v).protocol);
+  } catch {
+    return false;
+  }
+}, 'must be an http:// or https:// URL');
+
+/** Spans and duration histograms over OTLP, one Resource per process (see src/outputs/otlp). */
+const otlpOutput = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** Base URL (http adds /v1/traces, /v1/metrics); default http://localhost:4318, grpc http://localhost:4317. */
+  endpoint: httpUrl.optional(),
+  protocol: z.enum(OTLP_PROTOCOLS).default('http/protobuf'),
+  /** Sent with every export (HTTP headers or gRPC metadata), e.g. authorization. */
+  headers: z.record(z.string(), z.string()).default({}),
+  /** Bound of one export, retries included. */
+  timeout_ms: z.number().int().min(100).max(600_000).default(10_000),
+  batch_size: z.number().int().min(1).max(65_536).default(512),
+  batch_delay_ms: z.number().int().min(1).max(60_000).default(1_000),
+  /** Spans waiting for the exporter at most (the capture pauses at half; past it spans are dropped and counted). */
+  queue_size: z.number().int().min(1).max(1_048_576).default(8_192),
+  metrics_interval_ms: z.number().int().min(100).max(3_600_000).default(60_000),
+  /** Processes with their own Resource at once (least recently used retired first). */
+  max_processes: z.number().int().min(1).max(65_536).default(256),
+  /** A process without transactions this long is retired, its last metrics exported. */
+  process_idle_s: z.number().min(1).default(300),
+});
+
 export const configSchema = z.strictObject({
   /** Bytes of payload head copied per syscall. */
   max_payload: z.number().int().min(64).max(PAYLOAD_LIMIT).default(4096),
@@ -106,6 +138,7 @@ export const configSchema = z.strictObject({
   output: z
     .strictObject({
       console: z.strictObject({ enabled: z.boolean().default(true), pretty: z.boolean().default(false) }).prefault({}),
+      otlp: otlpOutput.prefault({}),
     })
     .prefault({}),
 });

@@ -72,6 +72,11 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
   const log = logger.child({ component: 'agent' });
   const outputs: Output[] = [];
   if (config.output.console.enabled) outputs.push(createConsoleOutput({ pretty: config.output.console.pretty }));
+  if (config.output.otlp.enabled) {
+    // loaded only when used: the OpenTelemetry SDK and gRPC add ~150 ms to the start
+    const { otlpOutputFromConfig } = require('../outputs/otlp') as typeof import('../outputs/otlp');
+    outputs.push(otlpOutputFromConfig(config.output.otlp, logger));
+  }
   const processes = createProcessCache();
   const pipeline = createPipeline({ config, outputs, processes, logger, onVerdicts: (v) => source.setVerdicts?.(v) });
   let recorder: Recorder | undefined;
@@ -120,9 +125,14 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
         recorder?.close();
       }
       const timeout = new Promise<void>((r) => setTimeout(r, SHUTDOWN_FLUSH_MS).unref());
-      await Promise.race([Promise.all(outputs.map((o) => o.flush())), timeout]);
+      await Promise.race([Promise.all(outputs.map((o) => (o.close ? o.close() : o.flush()))), timeout]);
       const undelivered = outputs.reduce((n, o) => n + o.stats().dropped, 0);
       if (undelivered > 0) log.warn({ undelivered }, 'documents could not be delivered');
+      // what each output still held when the wait ended is lost too: say so
+      for (const o of outputs) {
+        const s = o.stats();
+        if (s.queued > 0) log.warn({ output: o.name, stats: s }, 'output still held data at exit');
+      }
       resolveDone(code);
     })();
     return stopping;

@@ -3,6 +3,7 @@ import { checkKernel, ensureTracefs, formatCheck } from '../agent/check';
 import { replayCapture, ReplayError } from '../agent/replay';
 import { startAgent } from '../agent/run';
 import { createConsoleOutput } from '../outputs/console';
+import type { Output } from '../outputs/types';
 import { CaptureStartError } from '../capture/ebpf-source';
 import { ConfigError, parsePortsFlag, readConfigFile, validateConfig, type Config } from '../config';
 import { AGENT_VERSION } from '../publish/document';
@@ -15,6 +16,9 @@ interface RunFlags {
   pid?: number[];
   statsInterval?: number;
   record?: string;
+  otlp?: string;
+  otlpProtocol?: string;
+  otlpHeader?: string[];
 }
 
 function intArg(name: string) {
@@ -38,6 +42,19 @@ export function loadConfig(flags: RunFlags): Config {
   if (flags.maxPayload !== undefined) merged.max_payload = flags.maxPayload;
   if (flags.statsInterval !== undefined) merged.stats_interval_s = flags.statsInterval;
   if (flags.pid && flags.pid.length > 0) merged.pids = flags.pid;
+  if (flags.otlp !== undefined || flags.otlpProtocol !== undefined || (flags.otlpHeader && flags.otlpHeader.length > 0)) {
+    const output = { ...((merged.output as Record<string, unknown>) ?? {}) };
+    const otlp: Record<string, unknown> = { ...((output.otlp as Record<string, unknown>) ?? {}), enabled: true };
+    if (flags.otlp !== undefined) otlp.endpoint = flags.otlp;
+    if (flags.otlpProtocol !== undefined) otlp.protocol = flags.otlpProtocol;
+    for (const h of flags.otlpHeader ?? []) {
+      const eq = h.indexOf('=');
+      if (eq <= 0) throw new ConfigError(`--otlp-header expects NAME=VALUE; got "${h}"`);
+      otlp.headers = { ...((otlp.headers as Record<string, string>) ?? {}), [h.slice(0, eq).trim()]: h.slice(eq + 1) };
+    }
+    output.otlp = otlp;
+    merged.output = output;
+  }
   if (flags.ports && flags.ports.length > 0) {
     const protocols = { ...((merged.protocols as Record<string, Record<string, unknown>>) ?? {}) };
     for (const spec of flags.ports) {
@@ -46,7 +63,8 @@ export function loadConfig(flags: RunFlags): Config {
     }
     merged.protocols = protocols;
   }
-  return validateConfig(merged, flags.config || flags.ports || flags.maxPayload !== undefined ? `${origin} and flags` : origin);
+  const withFlags = flags.config || flags.ports || flags.maxPayload !== undefined || flags.otlp !== undefined || flags.otlpProtocol !== undefined;
+  return validateConfig(merged, withFlags ? `${origin} and flags` : origin);
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -67,6 +85,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('--pid <pid>', 'trace only this process (repeatable)', collect(intArg('--pid')))
     .option('--stats-interval <seconds>', 'seconds between stats lines on stderr (0: only at exit)', intArg('--stats-interval'))
     .option('--record <file>', 'also write the raw kernel events to FILE (for tests and bug reports)')
+    .option('--otlp <url>', 'also export spans and duration histograms over OTLP to this endpoint (e.g. http://localhost:4318)')
+    .option('--otlp-protocol <protocol>', 'OTLP protocol: http/protobuf (default), http/json or grpc')
+    .option('--otlp-header <name=value>', 'header (gRPC metadata) sent with every OTLP export (repeatable)', collect(String))
     .action(async (flags: RunFlags) => {
       const logger = createLogger();
       const config = loadConfig(flags);
@@ -80,12 +101,22 @@ export async function main(argv: string[]): Promise<number> {
     .description('decode a pcap/pcapng capture into transactions (NDJSON on stdout); no root needed')
     .option('-c, --config <file>', 'YAML config file (default /etc/packetbeat-ebpf/packetbeat-ebpf.yml when present)')
     .option('--ports <proto=port,...>', 'ports of a protocol, replacing its defaults (repeatable), e.g. http=8080,8081', collect(String))
+    .option('--otlp <url>', 'also export spans and duration histograms over OTLP to this endpoint (e.g. http://localhost:4318)')
+    .option('--otlp-protocol <protocol>', 'OTLP protocol: http/protobuf (default), http/json or grpc')
+    .option('--otlp-header <name=value>', 'header (gRPC metadata) sent with every OTLP export (repeatable)', collect(String))
     .action(async (file: string, flags: RunFlags) => {
       const logger = createLogger();
       const config = loadConfig(flags);
-      const output = createConsoleOutput({ pretty: config.output.console.pretty });
-      const result = await replayCapture(file, config, [output], logger);
-      logger.info({ stats: { ...result.pipeline, capture: result.capture, output: output.stats() } }, 'replayed');
+      const outputs: Output[] = [];
+      if (config.output.console.enabled) outputs.push(createConsoleOutput({ pretty: config.output.console.pretty }));
+      if (config.output.otlp.enabled) {
+        // loaded only when used (~150 ms)
+        const { otlpOutputFromConfig } = require('../outputs/otlp') as typeof import('../outputs/otlp');
+        outputs.push(otlpOutputFromConfig(config.output.otlp, logger));
+      }
+      const result = await replayCapture(file, config, outputs, logger);
+      await Promise.all(outputs.map((o) => o.close?.()));
+      logger.info({ stats: { ...result.pipeline, capture: result.capture, outputs: Object.fromEntries(outputs.map((o) => [o.name, o.stats()])) } }, 'replayed');
     });
 
   program

@@ -16,4 +16,6 @@ export interface Output {
   /** True while the output holds more than it should: the capture pauses until `flush` resolves. */
   full?(): boolean;
   stats(): OutputStats;
+  /** Shutdown: deliver what is held (the caller bounds the wait) and release connections and timers. */
+  close?(): Promise<void>;
 }
