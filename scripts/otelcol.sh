@@ -3,6 +3,7 @@
 # OTLP receiver + file exporter) from the Go module proxy, once per source
 # version: /var/cache/packetbeat-ebpf/otelcol-<version>/otelcol. Prints the path.
 # Idempotent: a binary built from the same go.mod/go.sum/main.go is reused.
+# `--path` prints the binary's path and builds nothing: exit 1 when it is not built (from these sources).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=test/backends/otelcol
@@ -10,6 +11,12 @@ version=$(sed -n 's/^const version = "\(.*\)"$/\1/p' "$src/main.go")
 [ -n "$version" ] || { echo "otelcol: no version in $src/main.go" >&2; exit 1; }
 dir=${PBE_CACHE_DIR:-/var/cache/packetbeat-ebpf}/otelcol-$version
 stamp=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-16)
+if [ "${1:-}" = --path ]; then
+  echo "$dir/otelcol"
+  if [ -x "$dir/otelcol" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$stamp" ]; then exit 0; fi
+  echo "otelcol: not built from these sources; run $0" >&2
+  exit 1
+fi
 if [ -x "$dir/otelcol" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$stamp" ]; then
   echo "$dir/otelcol"
   exit 0

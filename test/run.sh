@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 # servers and clients the integration tests start
 scripts/setup.sh nginx-light curl postgresql mariadb-server redis-server
 
+# the OpenTelemetry Collector the OTLP tests export to (built once from the Go module proxy, cached)
+scripts/otelcol.sh >/dev/null
+
 mountpoint -q /sys/kernel/tracing 2>/dev/null || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
 
 mapfile -t unit < <(find dist/test/unit -name '*.test.js' | sort)

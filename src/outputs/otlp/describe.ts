@@ -211,9 +211,11 @@ export function processResource(proc: Obj | undefined, containerId: string | und
   // the conventions: the base name of /proc/PID/exe, else the kernel's comm
   const exeName = (executable && executable.slice(executable.lastIndexOf('/') + 1)) || str(proc.name) || UNKNOWN_SERVICE;
   const args = Array.isArray(proc.args) ? proc.args.filter((a): a is string => typeof a === 'string') : [];
+  // a rewritten process title (postgres: "postgres: user db host idle") leaves empty arguments behind
+  while (args.length > 0 && args[args.length - 1] === '') args.pop();
   const user = obj(proc.user);
   const start = str(proc.start);
-  attributes[ATTR_SERVICE_NAME] = exeName;
+  attributes[ATTR_SERVICE_NAME] = serviceName(str(proc.name), exeName);
   attributes[ATTR_PROCESS_PID] = pid;
   put(attributes, ATTR_PROCESS_PARENT_PID, num(obj(proc.parent)?.pid));
   attributes[ATTR_PROCESS_EXECUTABLE_NAME] = exeName;
@@ -231,6 +233,19 @@ export function processResource(proc: Obj | undefined, containerId: string | und
   put(attributes, ATTR_CONTAINER_ID, containerId);
   // pid and start time name a process across pid reuse; the path guards a missing start
   return { key: `${pid}/${start ?? ''}/${executable ?? exeName}/${containerId ?? ''}`, attributes };
+}
+
+/** Longest command name the kernel keeps (TASK_COMM_LEN - 1). */
+const COMM_MAX = 15;
+
+/**
+ * service.name: the command name as the process was started (the kernel's
+ * comm: "redis-server", where /proc/PID/exe names the file it links to,
+ * redis-check-rdb), but the executable's full name when comm is it, cut.
+ */
+function serviceName(comm: string | undefined, exeName: string): string {
+  if (!comm) return exeName;
+  return comm.length === COMM_MAX && exeName.startsWith(comm) ? exeName : comm;
 }
 
 function normalizedMethod(method: string | undefined): { method: string; original?: string } | undefined {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { SpanKind, SpanStatusCode, type HrTime } from '@opentelemetry/api';
-import { describeDocument, hrTimeOfMs, WIRE_RESOURCE_KEY, type SpanDescription } from '../../../../src/outputs/otlp/describe';
+import { describeDocument, hrTimeOfMs, processResource, WIRE_RESOURCE_KEY, type SpanDescription } from '../../../../src/outputs/otlp/describe';
 import { liveHttpDocuments, pcapDocuments, recordedHttpDocuments, type Doc } from './documents';
 
 const CTX = { hostName: 'test-host', hostArch: 'amd64' };
@@ -43,7 +43,8 @@ describe('HTTP documents of the recorded session (client and server traced)', ()
       for (const s of spans) {
         assert.equal(s.resource.attributes['host.name'], 'test-host');
         assert.equal(s.resource.attributes['host.arch'], 'amd64');
-        assert.equal(s.resource.attributes['service.name'], s.resource.attributes['process.executable.name']);
+        // the command's name (the kernel's comm)
+        assert.equal(s.resource.attributes['service.name'], (s.side === 'client' ? d.source : d.destination).process.name);
       }
     }
   });
@@ -290,6 +291,27 @@ describe('database documents from pcaps of real servers (seen on the wire)', () 
     assert.equal(missing.attributes['http.response.status_code'], 404);
     assert.equal(missing.attributes['error.type'], undefined);
     assert.equal(missing.resource.key, WIRE_RESOURCE_KEY);
+  });
+});
+
+describe('processResource', () => {
+  test('service.name is the command as started; the executable keeps its own name', () => {
+    // Debian's redis-server is a link to redis-check-rdb
+    const redis = processResource({ pid: 7, name: 'redis-server', executable: '/usr/bin/redis-check-rdb' }, undefined, CTX);
+    assert.equal(redis.attributes['service.name'], 'redis-server');
+    assert.equal(redis.attributes['process.executable.name'], 'redis-check-rdb');
+    // the kernel keeps 15 characters of the name: the executable's full name then
+    const resolved = processResource({ pid: 8, name: 'systemd-resolve', executable: '/usr/lib/systemd/systemd-resolved' }, undefined, CTX);
+    assert.equal(resolved.attributes['service.name'], 'systemd-resolved');
+  });
+
+  test('a container id and a start time are part of the Resource and of its key', () => {
+    const a = processResource({ pid: 9, name: 'app', start: '2026-11-25T04:14:32.500Z' }, 'c'.repeat(64), CTX);
+    assert.equal(a.attributes['container.id'], 'c'.repeat(64));
+    assert.equal(a.attributes['process.creation.time'], '2026-11-25T04:14:32.500Z');
+    // the same pid later (pid reuse) is another process
+    const b = processResource({ pid: 9, name: 'app', start: '2026-11-25T05:00:00.000Z' }, 'c'.repeat(64), CTX);
+    assert.notEqual(a.key, b.key);
   });
 });
 
