@@ -49,6 +49,8 @@ export interface RunningCollector {
   httpEndpoint: string;
   /** URL of the OTLP/gRPC receiver (http://127.0.0.1:port). */
   grpcEndpoint: string;
+  httpPort: number;
+  grpcPort: number;
   pid: number;
   /** Every span the collector wrote so far. */
   readSpans(): CollectedSpan[];
@@ -121,11 +123,18 @@ process.once('exit', () => {
   for (const c of collectors) c.kill();
 });
 
-export async function startCollector(): Promise<RunningCollector> {
+export interface CollectorOptions {
+  /** Receiver ports (default: free ones), e.g. the ports of a collector stopped before. */
+  httpPort?: number;
+  grpcPort?: number;
+}
+
+export async function startCollector(options: CollectorOptions = {}): Promise<RunningCollector> {
   const bin = collectorBinary();
   if (!('path' in bin)) throw new Error(bin.missing);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-otelcol-'));
-  const [httpPort, grpcPort] = [await freePort(), await freePort()];
+  const httpPort = options.httpPort ?? (await freePort());
+  const grpcPort = options.grpcPort ?? (await freePort());
   const traces = path.join(dir, 'traces.jsonl');
   const metrics = path.join(dir, 'metrics.jsonl');
   const config = path.join(dir, 'config.yaml');
@@ -194,6 +203,8 @@ export async function startCollector(): Promise<RunningCollector> {
   return {
     httpEndpoint: `http://127.0.0.1:${httpPort}`,
     grpcEndpoint: `http://127.0.0.1:${grpcPort}`,
+    httpPort,
+    grpcPort,
     pid: child.pid!,
     log,
     readSpans() {

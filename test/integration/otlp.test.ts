@@ -17,7 +17,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import pino from 'pino';
 import { BIN, kernelSkip, REPO, startAgent, type AgentRun } from '../helpers/agent';
 import { startPostgres, startRedis, type RunningDatabase } from '../helpers/databases';
 import {
@@ -29,6 +31,8 @@ import {
   type RunningCollector,
 } from '../helpers/otelcol';
 import { startNginx, type RunningServer } from '../helpers/servers';
+import { createOtlpOutput } from '../../src/outputs/otlp';
+import { recordedHttpDocuments } from '../unit/outputs/otlp/documents';
 
 type Doc = Record<string, any>;
 
@@ -116,6 +120,45 @@ describe('OTLP: replayed captures to a real collector', { skip: collectorMissing
         assert.equal(totals.get('packetbeat_ebpf.db.server.operation.duration postgresql'), pg.docs.length);
         assert.equal(totals.get('packetbeat_ebpf.db.server.operation.duration redis'), redis.docs.length);
       } finally {
+        await collector.stop();
+      }
+    });
+  }
+});
+
+describe('OTLP: the collector goes away and comes back', { skip: collectorMissing }, () => {
+  for (const protocol of ['http/protobuf', 'grpc'] as const) {
+    test(`${protocol}: what is sent meanwhile is counted as lost and reported; the rest arrives`, async () => {
+      const lines: Array<Record<string, any>> = [];
+      const logger = pino({ level: 'info' }, new Writable({ write: (c: Buffer, _e, cb) => (c.toString().split('\n').forEach((l) => l && lines.push(JSON.parse(l))), cb()) }));
+      let collector = await startCollector();
+      const endpoint = protocol === 'grpc' ? collector.grpcEndpoint : collector.httpEndpoint;
+      const out = createOtlpOutput({ protocol, endpoint, timeoutMs: 2000, batchDelayMs: 50, logger });
+      try {
+        const first = recordedHttpDocuments({}, [out]);
+        await out.flush();
+        await waitUntil(() => collector.readSpans().length === 2 * first.length, 'the first spans');
+        const { httpPort, grpcPort } = collector;
+        await collector.stop();
+        const lost = recordedHttpDocuments({}, [out]);
+        await out.flush();
+        assert.equal(out.stats().failed, lost.length);
+        assert.equal(out.stats().spans_failed, 2 * lost.length);
+        collector = await startCollector({ httpPort, grpcPort });
+        const last = recordedHttpDocuments({}, [out]);
+        await out.flush();
+        await waitUntil(() => collector.readSpans().length === 2 * last.length, 'the spans after the restart');
+        await out.close();
+        const s = out.stats();
+        assert.equal(s.published, first.length + lost.length + last.length);
+        assert.equal(s.spans_exported, 2 * (first.length + last.length));
+        assert.equal(s.dropped, lost.length);
+        const report = lines.find((l) => l.msg === 'OTLP output closed; some transactions were not delivered');
+        assert.ok(report, JSON.stringify(lines.map((l) => l.msg)));
+        assert.equal(report.stats.failed, lost.length);
+        assert.ok(lines.some((l) => l.msg === 'OTLP span export failed; spans lost'));
+      } finally {
+        await out.close();
         await collector.stop();
       }
     });

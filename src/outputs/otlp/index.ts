@@ -5,13 +5,15 @@
  *
  * Delivery: spans wait in one bounded queue (the SDK's batch span processor)
  * until the exporter answers; `full()` asks the capture to pause at half of
- * it, and past it a document's spans are dropped and counted (its durations
- * still reach the histograms). What the exporter could not deliver, after its
- * own retries, is counted per document and reported at close.
+ * it (unless the last export failed: a dead collector must not stall the
+ * capture for the other outputs), and past it a document's spans are dropped
+ * and counted (its durations still reach the histograms). What the exporter
+ * could not deliver, after its retries, is counted per document and reported
+ * at close.
  */
 import * as os from 'node:os';
 import { diag, DiagLogLevel, ROOT_CONTEXT, trace, type DiagLogger } from '@opentelemetry/api';
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { ExportResultCode, setGlobalErrorHandler, type ExportResult } from '@opentelemetry/core';
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace';
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import type { Config } from '../../config';
@@ -27,7 +29,7 @@ export interface OtlpOutputOptions {
   /** Default: the protocol's conventional local endpoint. */
   endpoint?: string;
   headers?: Record<string, string>;
-  /** Bound of one export, retries included. */
+  /** Bound of one export attempt; failed gRPC exports are retried for as long again. */
   timeoutMs?: number;
   /** Spans per export request. */
   batchSize?: number;
@@ -59,6 +61,8 @@ export interface OtlpOutputStats extends OutputStats {
   spans_dropped: number;
   metric_exports: number;
   metric_export_failures: number;
+  /** gRPC exports tried again after a retryable status. */
+  retries: number;
   processes: number;
   processes_retired: number;
 }
@@ -68,6 +72,17 @@ export interface OtlpOutput extends Output {
   /** Deliver what is held, export the last metrics, release the exporters. */
   close(): Promise<void>;
 }
+
+/** Backoff between retries of a failed gRPC export (the HTTP exporters retry by themselves). */
+const RETRY_INITIAL_MS = 1_000;
+const RETRY_MAX_MS = 5_000;
+const RETRY_MULTIPLIER = 1.5;
+/**
+ * gRPC statuses worth retrying (OTLP's list): CANCELLED, DEADLINE_EXCEEDED,
+ * RESOURCE_EXHAUSTED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS.
+ */
+const GRPC_RETRYABLE = new Set([1, 4, 8, 10, 11, 14, 15]);
+const GRPC_UNAVAILABLE = 14;
 
 /** Metric exports (one per process) running at once. */
 const METRIC_EXPORT_CONCURRENCY = 4;
@@ -115,7 +130,11 @@ export function createOtlpOutput(options: OtlpOutputOptions): OtlpOutput {
   } = options;
   const log = logger.child({ component: 'otlp', endpoint, protocol });
   const warnLimited = rateLimited(log);
-  const exporters = options.exporters ?? createExporters({ protocol, endpoint, headers, timeoutMs });
+  const exporterOptions = { protocol, endpoint, headers, timeoutMs };
+  // replaced when a gRPC channel is stuck in its reconnect backoff (see sendWithRetry)
+  const exporters: Exporters = { ...(options.exporters ?? createExporters(exporterOptions)) };
+  const renewable = options.exporters === undefined && protocol === 'grpc';
+  const renewedAt = { traces: 0, metrics: 0 };
   const describeCtx: DescribeContext = { hostName, hostArch: HOST_ARCH[os.arch()] ?? os.arch() };
   const highWater = Math.max(1, Math.floor(queueSize / 2));
 
@@ -128,6 +147,8 @@ export function createOtlpOutput(options: OtlpOutputOptions): OtlpOutput {
     verbose: () => {},
   };
   diag.setLogger(diagLogger, { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true });
+  // the batch processor reports each failed export here too: counted and logged by us already
+  setGlobalErrorHandler((err) => log.debug({ err }, 'opentelemetry error'));
 
   const stats = {
     published: 0,
@@ -140,6 +161,7 @@ export function createOtlpOutput(options: OtlpOutputOptions): OtlpOutput {
     metric_exports: 0,
     metric_export_failures: 0,
     processes_retired: 0,
+    retries: 0,
   };
   let spansInFlight = 0;
   let docsInFlight = 0;
@@ -147,10 +169,15 @@ export function createOtlpOutput(options: OtlpOutputOptions): OtlpOutput {
   const exportsInFlight = new Set<Promise<void>>();
   const retiring = new Set<Promise<void>>();
   let closing: Promise<void> | undefined;
+  /** The last export failed (after its retries): the collector is likely unreachable. */
+  let lastExportFailed = false;
+  /** Closing with the collector unreachable: the last metrics are counted as failed, not tried. */
+  let unreachableAtClose = false;
 
   /** Count each span's outcome, and each document's once all its spans are settled. */
   function settle(spans: ReadableSpan[], result: ExportResult): void {
     const ok = result.code === ExportResultCode.SUCCESS;
+    lastExportFailed = !ok;
     for (const span of spans) {
       spansInFlight--;
       if (ok) stats.spans_exported++;
@@ -169,20 +196,61 @@ export function createOtlpOutput(options: OtlpOutputOptions): OtlpOutput {
     if (!ok) warnLimited('spans', 'error', { spans: spans.length, err: result.error?.message, failed_so_far: stats.spans_failed }, 'OTLP span export failed; spans lost');
   }
 
+  /**
+   * One export, retried while the failure is a retryable gRPC status and
+   * timeoutMs has not passed since the first attempt: the gRPC exporter does
+   * not retry (a collector restarting answers UNAVAILABLE for a moment); the
+   * HTTP exporters retry 429/502-504 and connection errors themselves.
+   */
+  function sendWithRetry(kind: 'traces' | 'metrics', send: (cb: (r: ExportResult) => void) => void, done: (r: ExportResult) => void): void {
+    const deadline = Date.now() + timeoutMs;
+    let backoff = RETRY_INITIAL_MS;
+    const attempt = () => {
+      const onResult = (result: ExportResult) => {
+        const code = (result.error as { code?: unknown } | undefined)?.code;
+        const retryable = protocol === 'grpc' && result.code !== ExportResultCode.SUCCESS && typeof code === 'number' && GRPC_RETRYABLE.has(code);
+        // closing: no new retries, so that the agent's exit waits one export attempt at most
+        if (retryable && !closing && Date.now() + backoff < deadline) {
+          stats.retries++;
+          // UNAVAILABLE: grpc-js waits out its reconnect backoff (up to minutes) before it
+          // tries the collector again; a new channel connects at once
+          if (code === GRPC_UNAVAILABLE && renewable && Date.now() - renewedAt[kind] >= RETRY_INITIAL_MS) {
+            renewedAt[kind] = Date.now();
+            const old = exporters[kind];
+            const fresh = createExporters(exporterOptions);
+            if (kind === 'traces') exporters.traces = fresh.traces;
+            else exporters.metrics = fresh.metrics;
+            void old.shutdown().catch(() => undefined);
+          }
+          // not unref'd: a pending retry keeps a closing agent alive until it is settled
+          setTimeout(attempt, backoff);
+          backoff = Math.min(backoff * RETRY_MULTIPLIER, RETRY_MAX_MS);
+          return;
+        }
+        done(result);
+      };
+      try {
+        send(onResult);
+      } catch (err) {
+        onResult({ code: ExportResultCode.FAILED, error: err as Error });
+      }
+    };
+    attempt();
+  }
+
   // counts every export's outcome; the batch processor and the OTLP exporter do the rest
   const countingExporter: SpanExporter = {
     export(spans, done) {
       const exported = new Promise<void>((resolve) => {
-        const finish = (result: ExportResult) => {
-          settle(spans, result);
-          resolve();
-          done(result);
-        };
-        try {
-          exporters.traces.export(spans, finish);
-        } catch (err) {
-          finish({ code: ExportResultCode.FAILED, error: err as Error });
-        }
+        sendWithRetry(
+          'traces',
+          (cb) => exporters.traces.export(spans, cb),
+          (result) => {
+            settle(spans, result);
+            resolve();
+            done(result);
+          },
+        );
       });
       exportsInFlight.add(exported);
       void exported.finally(() => exportsInFlight.delete(exported));
@@ -195,11 +263,15 @@ export function createOtlpOutput(options: OtlpOutputOptions): OtlpOutput {
     maxQueueSize: queueSize,
     maxExportBatchSize: Math.min(batchSize, queueSize),
     scheduledDelayMillis: batchDelayMs,
-    // the exporter bounds each export itself (timeoutMs, retries included) and reports it
-    exportTimeoutMillis: timeoutMs * 2,
+    // each export is bounded by the exporter (timeoutMs) and our retries (timeoutMs more), and reported
+    exportTimeoutMillis: timeoutMs * 3,
   });
 
   async function exportMetricsOf(p: ProcessTelemetry): Promise<void> {
+    if (unreachableAtClose) {
+      stats.metric_export_failures++;
+      return;
+    }
     let metrics: ResourceMetrics | undefined;
     try {
       metrics = await p.collect();
@@ -210,13 +282,8 @@ export function createOtlpOutput(options: OtlpOutputOptions): OtlpOutput {
     }
     if (!metrics) return;
     const m = metrics;
-    const result = await new Promise<ExportResult>((resolve) => {
-      try {
-        exporters.metrics.export(m, resolve);
-      } catch (err) {
-        resolve({ code: ExportResultCode.FAILED, error: err as Error });
-      }
-    });
+    const result = await new Promise<ExportResult>((resolve) => sendWithRetry('metrics', (cb) => exporters.metrics.export(m, cb), resolve));
+    lastExportFailed = result.code !== ExportResultCode.SUCCESS;
     if (result.code === ExportResultCode.SUCCESS) stats.metric_exports++;
     else {
       stats.metric_export_failures++;
@@ -307,13 +374,19 @@ export function createOtlpOutput(options: OtlpOutputOptions): OtlpOutput {
       }
     },
     flush,
-    full: () => spansInFlight >= highWater,
+    // backpressure while the collector answers; a failing one is not waited for (its spans are lost either way)
+    full: () => !lastExportFailed && spansInFlight >= highWater,
     stats: () => ({ ...stats, queued: docsInFlight, processes: registry.size }),
     close() {
       closing ??= (async () => {
         clearInterval(metricsTimer);
         await flush();
         if (round) await round;
+        // a collector that just failed is not waited for again (each try lasts up to timeoutMs)
+        if (lastExportFailed && registry.size > 0) {
+          unreachableAtClose = true;
+          log.warn({ processes: registry.size }, 'OTLP collector unreachable at close; the last metrics of these processes are not sent');
+        }
         registry.retireAll();
         while (retiring.size > 0) await Promise.all([...retiring]);
         await spanProcessor.shutdown().catch(() => undefined);
