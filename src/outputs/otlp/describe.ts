@@ -38,7 +38,16 @@ import {
   ATTR_USER_AGENT_ORIGINAL,
   DB_SYSTEM_NAME_VALUE_MYSQL,
   DB_SYSTEM_NAME_VALUE_POSTGRESQL,
+  HTTP_REQUEST_METHOD_VALUE_CONNECT,
+  HTTP_REQUEST_METHOD_VALUE_DELETE,
+  HTTP_REQUEST_METHOD_VALUE_GET,
+  HTTP_REQUEST_METHOD_VALUE_HEAD,
+  HTTP_REQUEST_METHOD_VALUE_OPTIONS,
   HTTP_REQUEST_METHOD_VALUE_OTHER,
+  HTTP_REQUEST_METHOD_VALUE_PATCH,
+  HTTP_REQUEST_METHOD_VALUE_POST,
+  HTTP_REQUEST_METHOD_VALUE_PUT,
+  HTTP_REQUEST_METHOD_VALUE_TRACE,
   METRIC_DB_CLIENT_OPERATION_DURATION,
   METRIC_HTTP_CLIENT_REQUEST_DURATION,
   METRIC_HTTP_SERVER_REQUEST_DURATION,
@@ -110,7 +119,17 @@ export const WIRE_RESOURCE_KEY = 'wire';
 const UNKNOWN_SERVICE = 'unknown_service';
 
 /** Methods the conventions know; any other becomes _OTHER (bounded cardinality). */
-const HTTP_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'TRACE', 'QUERY']);
+const HTTP_METHODS = new Set<string>([
+  HTTP_REQUEST_METHOD_VALUE_CONNECT,
+  HTTP_REQUEST_METHOD_VALUE_DELETE,
+  HTTP_REQUEST_METHOD_VALUE_GET,
+  HTTP_REQUEST_METHOD_VALUE_HEAD,
+  HTTP_REQUEST_METHOD_VALUE_OPTIONS,
+  HTTP_REQUEST_METHOD_VALUE_PATCH,
+  HTTP_REQUEST_METHOD_VALUE_POST,
+  HTTP_REQUEST_METHOD_VALUE_PUT,
+  HTTP_REQUEST_METHOD_VALUE_TRACE,
+]);
 
 const DB_SYSTEMS: Record<string, string> = {
   pgsql: DB_SYSTEM_NAME_VALUE_POSTGRESQL,
@@ -248,6 +267,26 @@ function serviceName(comm: string | undefined, exeName: string): string {
   return comm.length === COMM_MAX && exeName.startsWith(comm) ? exeName : comm;
 }
 
+// documents share their process objects (publish/document.ts): one Resource each, built once
+const resourceCache = new WeakMap<Obj, Map<string, ProcessResource>>();
+/** The stand-in for views no process owns. */
+const NO_PROCESS: Obj = {};
+
+function cachedProcessResource(proc: Obj | undefined, containerId: string | undefined, ctx: DescribeContext): ProcessResource {
+  let byContainer = resourceCache.get(proc ?? NO_PROCESS);
+  if (!byContainer) {
+    byContainer = new Map();
+    resourceCache.set(proc ?? NO_PROCESS, byContainer);
+  }
+  const key = `${containerId ?? ''}\0${ctx.hostName}\0${ctx.hostArch ?? ''}`;
+  let r = byContainer.get(key);
+  if (!r) {
+    r = processResource(proc, containerId, ctx);
+    byContainer.set(key, r);
+  }
+  return r;
+}
+
 function normalizedMethod(method: string | undefined): { method: string; original?: string } | undefined {
   if (!method) return undefined;
   if (HTTP_METHODS.has(method)) return { method };
@@ -257,14 +296,13 @@ function normalizedMethod(method: string | undefined): { method: string; origina
 }
 
 /** Span name, attributes, status and metric name of one view of an HTTP transaction. */
-function httpView(doc: Obj, side: ViewSide, seen: { request: boolean; response: boolean }) {
+function httpView(doc: Obj, side: ViewSide, seen: { request: boolean; response: boolean }, attrs: Attributes) {
   const http = obj(doc.http);
   const request = obj(http?.request);
   const response = obj(http?.response);
   const url = obj(doc.url);
   const source = obj(doc.source);
   const destination = obj(doc.destination);
-  const attrs: Attributes = {};
   const m = normalizedMethod(str(request?.method) ?? str(doc.method));
   put(attrs, ATTR_HTTP_REQUEST_METHOD, m?.method);
   put(attrs, ATTR_HTTP_REQUEST_METHOD_ORIGINAL, m?.original);
@@ -303,7 +341,7 @@ function httpView(doc: Obj, side: ViewSide, seen: { request: boolean; response: 
   put(attrs, ATTR_ERROR_TYPE, errorType);
   const name = m && m.method !== HTTP_REQUEST_METHOD_VALUE_OTHER ? m.method : 'HTTP';
   const metric = side === 'server' ? METRIC_HTTP_SERVER_REQUEST_DURATION : METRIC_HTTP_CLIENT_REQUEST_DURATION;
-  return { name, attrs, errorType, message, metric };
+  return { name, errorType, message, metric };
 }
 
 function errorMessage(doc: Obj): string | undefined {
@@ -312,12 +350,11 @@ function errorMessage(doc: Obj): string | undefined {
 }
 
 /** Span name, attributes, status and metric name of one view of a database transaction. */
-function dbView(doc: Obj, protocol: string, side: ViewSide, seen: { request: boolean; response: boolean }) {
+function dbView(doc: Obj, protocol: string, side: ViewSide, seen: { request: boolean; response: boolean }, attrs: Attributes) {
   const system = DB_SYSTEMS[protocol];
   const db = obj(doc.db);
   const own = obj(doc[protocol]);
   const destination = obj(doc.destination);
-  const attrs: Attributes = {};
   attrs[ATTR_DB_SYSTEM_NAME] = system;
   const operation = str(doc.method);
   const namespace = str(db?.name);
@@ -361,7 +398,7 @@ function dbView(doc: Obj, protocol: string, side: ViewSide, seen: { request: boo
   put(attrs, ATTR_ERROR_TYPE, errorType);
   const name = operation ? (namespace ? `${operation} ${namespace}` : operation) : (namespace ?? system);
   const metric = side === 'client' ? METRIC_DB_CLIENT_OPERATION_DURATION : METRIC_DB_SERVER_OPERATION_DURATION;
-  return { name, attrs, errorType, message, metric };
+  return { name, errorType, message, metric };
 }
 
 /**
@@ -385,14 +422,13 @@ export function describeDocument(doc: TxnDocument, ctx: DescribeContext): SpanDe
   const source = obj(d.source);
   const destination = obj(d.destination);
   const docContainer = str(obj(d.container)?.id);
-  const common: Attributes = {};
-  put(common, ATTR_NETWORK_TRANSPORT, NETWORK_TRANSPORT_VALUE_TCP);
   const type = str(network?.type);
-  put(common, ATTR_NETWORK_TYPE, type === 'ipv6' ? NETWORK_TYPE_VALUE_IPV6 : type === 'ipv4' ? NETWORK_TYPE_VALUE_IPV4 : undefined);
+  const networkType = type === 'ipv6' ? NETWORK_TYPE_VALUE_IPV6 : type === 'ipv4' ? NETWORK_TYPE_VALUE_IPV4 : undefined;
 
   return views.map(([side, view]) => {
-    const v = protocol === 'http' ? httpView(d, side, seen) : dbView(d, protocol, side, seen);
-    const attributes: Attributes = { ...common, ...v.attrs };
+    const attributes: Attributes = { [ATTR_NETWORK_TRANSPORT]: NETWORK_TRANSPORT_VALUE_TCP };
+    put(attributes, ATTR_NETWORK_TYPE, networkType);
+    const v = protocol === 'http' ? httpView(d, side, seen, attributes) : dbView(d, protocol, side, seen, attributes);
     // the peer: the server for the client's socket, the client for the server's
     const peer = side === 'client' ? destination : source;
     put(attributes, ATTR_NETWORK_PEER_ADDRESS, str(peer?.ip));
@@ -411,7 +447,7 @@ export function describeDocument(doc: TxnDocument, ctx: DescribeContext): SpanDe
       end: addNs(start, view.durationNs),
       attributes,
       status: v.errorType !== undefined ? { code: SpanStatusCode.ERROR, ...(v.message ? { message: v.message } : {}) } : { code: SpanStatusCode.UNSET },
-      resource: processResource(proc, containerId, ctx),
+      resource: cachedProcessResource(proc, containerId, ctx),
       metric: { name: v.metric, durationS: view.durationNs / NS_PER_S, attributes: metricAttributes },
     };
   });
