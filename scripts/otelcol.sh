@@ -21,7 +21,12 @@ if [ -x "$dir/otelcol" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$stamp" ]; th
   echo "$dir/otelcol"
   exit 0
 fi
-command -v go >/dev/null || { echo "otelcol: Go is required to build the test collector (go not found)" >&2; exit 1; }
+# Go from the PATH, else where the official tarball puts it (CI shells may not read ~/.bashrc)
+GO=$(command -v go || true)
+[ -z "$GO" ] && [ -x /usr/local/go/bin/go ] && GO=/usr/local/go/bin/go
+[ -n "$GO" ] || { echo "otelcol: Go is required to build the test collector (go not found)" >&2; exit 1; }
+# Go's caches live under HOME (their default places)
+export HOME=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
 mkdir -p "$dir"
 start=$(date +%s)
 echo "otelcol: building collector $version into $dir (first time: a few minutes)" >&2
@@ -29,7 +34,7 @@ echo "otelcol: building collector $version into $dir (first time: a few minutes)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$src/go.mod" "$src/go.sum" "$src/main.go" "$work/"
-(cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 nice -n 10 go build -trimpath -o "$dir/otelcol.tmp" .) >&2
+(cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 nice -n 10 "$GO" build -trimpath -o "$dir/otelcol.tmp" .) >&2
 mv "$dir/otelcol.tmp" "$dir/otelcol"
 echo "$stamp" > "$dir/stamp"
 echo "otelcol: built in $(( $(date +%s) - start ))s" >&2
