@@ -78,7 +78,7 @@ const otlpOutput = z.strictObject({
   protocol: z.enum(OTLP_PROTOCOLS).default('http/protobuf'),
   /** Sent with every export (HTTP headers or gRPC metadata), e.g. authorization. */
   headers: z.record(z.string(), z.string()).default({}),
-  /** Bound of one export, retries included. */
+  /** Bound of one export attempt (the HTTP exporters' retries included); failed gRPC exports are retried as long again. */
   timeout_ms: z.number().int().min(100).max(600_000).default(10_000),
   batch_size: z.number().int().min(1).max(65_536).default(512),
   batch_delay_ms: z.number().int().min(1).max(60_000).default(1_000),

@@ -42,7 +42,7 @@ export function loadConfig(flags: RunFlags): Config {
   if (flags.maxPayload !== undefined) merged.max_payload = flags.maxPayload;
   if (flags.statsInterval !== undefined) merged.stats_interval_s = flags.statsInterval;
   if (flags.pid && flags.pid.length > 0) merged.pids = flags.pid;
-  if (flags.otlp !== undefined || flags.otlpProtocol !== undefined || (flags.otlpHeader && flags.otlpHeader.length > 0)) {
+  if (flags.otlp !== undefined || flags.otlpProtocol !== undefined || (flags.otlpHeader?.length ?? 0) > 0) {
     const output = { ...((merged.output as Record<string, unknown>) ?? {}) };
     const otlp: Record<string, unknown> = { ...((output.otlp as Record<string, unknown>) ?? {}), enabled: true };
     if (flags.otlp !== undefined) otlp.endpoint = flags.otlp;
@@ -63,7 +63,8 @@ export function loadConfig(flags: RunFlags): Config {
     }
     merged.protocols = protocols;
   }
-  const withFlags = flags.config || flags.ports || flags.maxPayload !== undefined || flags.otlp !== undefined || flags.otlpProtocol !== undefined;
+  const otlpFlags = flags.otlp !== undefined || flags.otlpProtocol !== undefined || (flags.otlpHeader?.length ?? 0) > 0;
+  const withFlags = flags.config || flags.ports || flags.maxPayload !== undefined || otlpFlags;
   return validateConfig(merged, withFlags ? `${origin} and flags` : origin);
 }
 
