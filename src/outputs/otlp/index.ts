@@ -330,13 +330,19 @@ export function createOtlpOutput(options: OtlpOutputOptions): OtlpOutput {
       stats.skipped++;
       return;
     }
+    if (closing) {
+      // closed: the providers are gone, nothing more is exported
+      stats.dropped++;
+      stats.spans_dropped += specs.length;
+      return;
+    }
     const telemetry = specs.map((s) => registry.get(s.resource));
     // durations reach the histograms whatever happens to the spans
     specs.forEach((s, i) => telemetry[i].histogram(s.metric.name).record(s.metric.durationS, s.metric.attributes));
-    if (closing || spansInFlight + specs.length > queueSize) {
+    if (spansInFlight + specs.length > queueSize) {
       stats.dropped++;
       stats.spans_dropped += specs.length;
-      warnLimited('queue', 'warn', { queued_spans: spansInFlight, dropped_so_far: stats.dropped, closed: closing !== undefined }, 'OTLP span queue full; transaction spans dropped');
+      warnLimited('queue', 'warn', { queued_spans: spansInFlight, dropped_so_far: stats.dropped }, 'OTLP span queue full; transaction spans dropped');
       return;
     }
     const rec: DocRecord = { remaining: specs.length, failed: false };

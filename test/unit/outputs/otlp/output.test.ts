@@ -188,5 +188,6 @@ describe('OTLP output: bounds and failures', () => {
     assert.equal(out.stats().published, 0);
     assert.equal(out.stats().dropped, 12);
     assert.equal(exporters.traces.getFinishedSpans().length, 0);
+    assert.equal(out.stats().processes, 0);
   });
 });
