@@ -173,6 +173,38 @@ const opensearchOutput = z.strictObject(backendOutput).refine(withCredentials, {
 export type ElasticsearchOutputConfig = z.infer<typeof elasticsearchOutput>;
 export type OpenSearchOutputConfig = z.infer<typeof opensearchOutput>;
 
+/** Encodings and transports of output.otlp. */
+export const OTLP_PROTOCOLS = ['http/protobuf', 'http/json', 'grpc'] as const;
+
+const httpUrl = z.string().refine((v) => {
+  try {
+    return ['http:', 'https:'].includes(new URL(v).protocol);
+  } catch {
+    return false;
+  }
+}, 'must be an http:// or https:// URL');
+
+/** Spans and duration histograms over OTLP, one Resource per process (see src/outputs/otlp). */
+const otlpOutput = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** Base URL (http adds /v1/traces, /v1/metrics); default http://localhost:4318, grpc http://localhost:4317. */
+  endpoint: httpUrl.optional(),
+  protocol: z.enum(OTLP_PROTOCOLS).default('http/protobuf'),
+  /** Sent with every export (HTTP headers or gRPC metadata), e.g. authorization. */
+  headers: z.record(z.string(), z.string()).default({}),
+  /** Bound of one export attempt (the HTTP exporters' retries included); failed gRPC exports are retried as long again. */
+  timeout_ms: z.number().int().min(100).max(600_000).default(10_000),
+  batch_size: z.number().int().min(1).max(65_536).default(512),
+  batch_delay_ms: z.number().int().min(1).max(60_000).default(1_000),
+  /** Spans waiting for the exporter at most (the capture pauses at half; past it spans are dropped and counted). */
+  queue_size: z.number().int().min(1).max(1_048_576).default(8_192),
+  metrics_interval_ms: z.number().int().min(100).max(3_600_000).default(60_000),
+  /** Processes with their own Resource at once (least recently used retired first). */
+  max_processes: z.number().int().min(1).max(65_536).default(256),
+  /** A process without transactions this long is retired, its last metrics exported. */
+  process_idle_s: z.number().min(1).default(300),
+});
+
 export const configSchema = z.strictObject({
   /**
    * Capture mode: auto picks the best that attaches (kprobe mode with fentry,
@@ -230,6 +262,7 @@ export const configSchema = z.strictObject({
       console: z.strictObject({ enabled: z.boolean().default(true), pretty: z.boolean().default(false) }).prefault({}),
       elasticsearch: elasticsearchOutput.optional(),
       opensearch: opensearchOutput.optional(),
+      otlp: otlpOutput.prefault({}),
     })
     .prefault({}),
 });

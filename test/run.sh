@@ -9,6 +9,9 @@ scripts/setup.sh nginx-light curl postgresql mariadb-server redis-server openjdk
 # an OpenSearch node assembled from Maven Central jars (cached under /var/cache/packetbeat-ebpf)
 scripts/opensearch.sh >/dev/null
 
+# the OpenTelemetry Collector the OTLP tests export to (built once from the Go module proxy, cached)
+scripts/otelcol.sh >/dev/null
+
 mountpoint -q /sys/kernel/tracing 2>/dev/null || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
 
 mapfile -t unit < <(find dist/test/unit -name '*.test.js' | sort)

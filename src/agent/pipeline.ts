@@ -7,7 +7,7 @@ import { ConnTable, type Conn } from '../conn/table';
 import { parseExecPayload, type ProcessCache } from '../conn/process-info';
 import { createModules, portMap } from '../protocols/registry';
 import type { ProtocolModule, ProtocolName, ProtocolSession, ProtocolTransaction, Sender } from '../protocols/types';
-import { buildDocument, monotonicToWall, type DocumentContext, type TxnDocument } from '../publish/document';
+import { buildDocument, carryViews, monotonicToWall, type DocumentContext, type TxnDocument } from '../publish/document';
 import type { Output } from '../outputs/types';
 import { applyProcessors } from '../publish/processors';
 import { createJoiner } from '../txn/join';
@@ -171,7 +171,9 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       if (txn.client && txn.server) stats.joined++;
       let doc: TxnDocument | undefined;
       try {
-        doc = applyProcessors(buildDocument(txn, docCtx), config.processors);
+        const built = buildDocument(txn, docCtx);
+        doc = applyProcessors(built, config.processors);
+        if (doc && doc !== built) carryViews(built, doc);
       } catch (err) {
         internalError(err, 'building a document failed; transaction dropped');
         return;

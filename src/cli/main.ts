@@ -24,6 +24,9 @@ interface RunFlags {
   opensearch?: string[];
   /** false with --no-console */
   console?: boolean;
+  otlp?: string;
+  otlpProtocol?: string;
+  otlpHeader?: string[];
 }
 
 /** How long `replay` waits for outputs to deliver before spooling what is left. */
@@ -67,6 +70,19 @@ export function loadConfig(flags: RunFlags): Config {
     if (flags.console === false) output.console = { ...((output.console as object | undefined) ?? {}), enabled: false };
     merged.output = output;
   }
+  if (flags.otlp !== undefined || flags.otlpProtocol !== undefined || (flags.otlpHeader?.length ?? 0) > 0) {
+    const output = { ...((merged.output as Record<string, unknown>) ?? {}) };
+    const otlp: Record<string, unknown> = { ...((output.otlp as Record<string, unknown>) ?? {}), enabled: true };
+    if (flags.otlp !== undefined) otlp.endpoint = flags.otlp;
+    if (flags.otlpProtocol !== undefined) otlp.protocol = flags.otlpProtocol;
+    for (const h of flags.otlpHeader ?? []) {
+      const eq = h.indexOf('=');
+      if (eq <= 0) throw new ConfigError(`--otlp-header expects NAME=VALUE; got "${h}"`);
+      otlp.headers = { ...((otlp.headers as Record<string, string>) ?? {}), [h.slice(0, eq).trim()]: h.slice(eq + 1) };
+    }
+    output.otlp = otlp;
+    merged.output = output;
+  }
   if (flags.ports && flags.ports.length > 0) {
     const protocols = { ...((merged.protocols as Record<string, Record<string, unknown>>) ?? {}) };
     for (const spec of flags.ports) {
@@ -75,7 +91,8 @@ export function loadConfig(flags: RunFlags): Config {
     }
     merged.protocols = protocols;
   }
-  const withFlags = flags.ports || flags.maxPayload !== undefined || flags.es || flags.opensearch || flags.console === false || flags.mode || flags.kprobeVariant;
+  const otlpFlags = flags.otlp !== undefined || flags.otlpProtocol !== undefined || (flags.otlpHeader?.length ?? 0) > 0;
+  const withFlags = flags.ports || flags.maxPayload !== undefined || flags.es || flags.opensearch || flags.console === false || flags.mode || flags.kprobeVariant || otlpFlags;
   return validateConfig(merged, withFlags ? `${origin} and flags` : origin);
 }
 
@@ -102,6 +119,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('--es <url>', 'also ship to this Elasticsearch node (repeatable; output.elasticsearch.hosts)', collect(String))
     .option('--opensearch <url>', 'also ship to this OpenSearch node (repeatable; output.opensearch.hosts)', collect(String))
     .option('--no-console', 'no NDJSON on stdout (output.console.enabled: false)')
+    .option('--otlp <url>', 'also export spans and duration histograms over OTLP to this endpoint (e.g. http://localhost:4318)')
+    .option('--otlp-protocol <protocol>', 'OTLP protocol: http/protobuf (default), http/json or grpc')
+    .option('--otlp-header <name=value>', 'header (gRPC metadata) sent with every OTLP export (repeatable)', collect(String))
     .action(async (flags: RunFlags) => {
       const logger = createLogger();
       const config = loadConfig(flags);
@@ -118,6 +138,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('--es <url>', 'also ship to this Elasticsearch node (repeatable)', collect(String))
     .option('--opensearch <url>', 'also ship to this OpenSearch node (repeatable)', collect(String))
     .option('--no-console', 'no NDJSON on stdout')
+    .option('--otlp <url>', 'also export spans and duration histograms over OTLP to this endpoint (e.g. http://localhost:4318)')
+    .option('--otlp-protocol <protocol>', 'OTLP protocol: http/protobuf (default), http/json or grpc')
+    .option('--otlp-header <name=value>', 'header (gRPC metadata) sent with every OTLP export (repeatable)', collect(String))
     .action(async (file: string, flags: RunFlags) => {
       const logger = createLogger();
       const config = loadConfig(flags);

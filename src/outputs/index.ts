@@ -6,8 +6,9 @@ import type { Output } from './types';
 // the clients load only when their output is configured (together ~0.4 s of start-up)
 const elasticsearchModule = () => require('./elasticsearch') as typeof import('./elasticsearch');
 const openSearchModule = () => require('./opensearch') as typeof import('./opensearch');
+const otlpModule = () => require('./otlp') as typeof import('./otlp');
 
-/** The outputs the configuration enables, in a fixed order (console, elasticsearch, opensearch). */
+/** The outputs the configuration enables, in a fixed order (console, elasticsearch, opensearch, otlp). */
 export function createOutputs(config: Config, logger: Logger): Output[] {
   const outputs: Output[] = [];
   const { console: consoleCfg, elasticsearch, opensearch } = config.output;
@@ -15,6 +16,8 @@ export function createOutputs(config: Config, logger: Logger): Output[] {
     if (consoleCfg.enabled) outputs.push(createConsoleOutput({ pretty: consoleCfg.pretty }));
     if (elasticsearch?.enabled) outputs.push(elasticsearchModule().createElasticsearchOutput(elasticsearch, logger));
     if (opensearch?.enabled) outputs.push(openSearchModule().createOpenSearchOutput(opensearch, logger));
+    // loaded only when used: the OpenTelemetry SDK and gRPC add ~150 ms to the start
+    if (config.output.otlp.enabled) outputs.push(otlpModule().otlpOutputFromConfig(config.output.otlp, logger));
   } catch (err) {
     // the ones already made hold spool locks and connections
     void Promise.all(outputs.map((o) => o.close?.()));

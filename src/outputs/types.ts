@@ -28,4 +28,6 @@ export interface Output {
    */
   close?(): Promise<void>;
   stats(): OutputStats;
+  /** Shutdown: deliver what is held (the caller bounds the wait) and release connections and timers. */
+  close?(): Promise<void>;
 }

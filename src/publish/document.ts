@@ -84,6 +84,43 @@ function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
+/**
+ * One end's view of a transaction as outputs other than JSON need it (OTLP
+ * spans): its wall-clock times at full precision and its process. Documents
+ * carry only the main view's times, in ms.
+ */
+export interface ViewTiming {
+  /** Wall-clock ms since the epoch, fractional (sub-µs precision). */
+  startMs: number;
+  endMs: number;
+  durationNs: number;
+  /** The owning process; undefined when the view was seen on the wire. */
+  process?: ProcessInfo;
+}
+
+export interface DocumentViews {
+  client?: ViewTiming;
+  server?: ViewTiming;
+}
+
+// documents are plain JSON: the views travel beside them, without a field
+const documentViews = new WeakMap<TxnDocument, DocumentViews>();
+
+/** The views of the transaction a document was built from (undefined for documents from elsewhere). */
+export function viewsOf(doc: TxnDocument): DocumentViews | undefined {
+  return documentViews.get(doc);
+}
+
+/** A processor replaced the document with a copy: the copy keeps the views. */
+export function carryViews(from: TxnDocument, to: TxnDocument): void {
+  const views = documentViews.get(from);
+  if (views) documentViews.set(to, views);
+}
+
+function viewTiming(v: TransactionView, ctx: DocumentContext): ViewTiming {
+  return { startMs: ctx.toWallMs(v.startNs), endMs: ctx.toWallMs(v.endNs), durationNs: Math.max(0, Math.round(v.endNs - v.startNs)), process: v.process };
+}
+
 /** The transaction's main view: the client's when present (its timing is what users wait). */
 export function primaryView(txn: Transaction): TransactionView {
   return (txn.client ?? txn.server)!;
@@ -174,5 +211,9 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
   doc.agent = shared.agent;
   doc.host = shared.host;
   doc.ecs = shared.ecs;
+  documentViews.set(doc, {
+    client: txn.client && viewTiming(txn.client, ctx),
+    server: txn.server && viewTiming(txn.server, ctx),
+  });
   return doc;
 }

@@ -76,7 +76,8 @@ describe('validateConfig: defaults', () => {
     assert.equal(c.drain_interval_ms, 20);
     assert.equal(c.drain_min_interval_ms, 1);
     assert.equal(c.stats_interval_s, 30);
-    assert.deepEqual(c.output, { console: { enabled: true, pretty: false } });
+    assert.deepEqual(c.output.console, { enabled: true, pretty: false });
+    assert.equal(c.output.otlp.enabled, false);
   });
 
   test('null (an empty YAML file) gets the defaults too', () => {
