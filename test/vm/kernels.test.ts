@@ -38,7 +38,9 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<{ stdout: 
   const t0 = Date.now();
   return new Promise((resolve, reject) =>
     execFile(cmd, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
-      err ? reject(new Error(`${path.basename(cmd)} ${args.join(' ')}: ${err.message}\n${stderr}`)) : resolve({ stdout, ms: Date.now() - t0 }),
+      err
+        ? reject(new Error(`${path.basename(cmd)} ${args.join(' ')}: ${lastLine(stderr) || err.message}\n${stderr}`))
+        : resolve({ stdout, ms: Date.now() - t0 }),
     ),
   );
 }

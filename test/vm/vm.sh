@@ -105,10 +105,10 @@ cmd_kernel() {
   echo "deb [signed-by=$KEYRING] $(mirror) $suite main" >"$a/sources.list"
   : >"$a/status"
   log "$suite: apt-get update ($(mirror))"
-  private_apt "$suite" apt-get update >&2 || die "$suite: apt-get update failed"
+  private_apt "$suite" apt-get update --error-on=any >&2 || die "$suite: apt-get update from $(mirror) failed"
   local pkg
-  pkg=$(private_apt "$suite" apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-  [ -n "$pkg" ] || die "$suite: linux-image-amd64 depends on no linux-image-<version> package"
+  pkg=$(private_apt "$suite" apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}') || true
+  [ -n "$pkg" ] || die "$suite: no linux-image-<version> package that linux-image-amd64 depends on in $(mirror) $suite"
   local tmp
   tmp=$(mktemp -d "$CACHE/tmp.kernel.XXXXXX")
   log "$suite: apt-get download $pkg"
@@ -133,7 +133,8 @@ cmd_kernel() {
     done
   } >"$tmp/k/info"
   rm -rf "$d" && mkdir -p "$(dirname "$d")" && mv "$tmp/k" "$d"
-  rm -rf "$tmp"
+  # the private apt state is only needed for the next fetch, which starts with an update
+  rm -rf "$tmp" "$a"
   log "$suite: $(grep -E '^(package|config_DEBUG_INFO_BTF)=' "$d/info" | tr '\n' ' ')"
   echo "$d"
 }
