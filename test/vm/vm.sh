@@ -32,6 +32,9 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 
 # Serialise cache writers (kernel fetches, layer builds) between concurrent runs.
 lock_cache() {
+  # held once per script: subshells share the open lock file
+  [ -z "${CACHE_LOCKED:-}" ] || return 0
+  CACHE_LOCKED=1
   mkdir -p "$CACHE"
   exec 8>"$CACHE/.lock"
   flock -w 900 8 || die "timed out waiting for $CACHE/.lock"
@@ -291,6 +294,8 @@ cmd_run() {
   cmd_kernel "$suite" >/dev/null
   local initrd
   initrd=$(cmd_initramfs)
+  # not held while the VM runs (qemu would inherit it)
+  exec 8>&-
   cmd_boot "$suite" "$initrd"
 }
 
