@@ -24,13 +24,16 @@ export interface RunResult {
   clients: ClientResult[];
   /** undefined: no `end` line (the guest died or was cut off) */
   end?: { exit: number | null; signal: string | null; elapsedMs: number; capturingMs?: number };
+  /** BPF programs still loaded after the agent exited (bpftool), by id:name */
+  programsAfter?: string[];
 }
 
 export interface GuestReport {
   /** uptimeS: the guest's uptime when the runner started; nodeStartMs: `node -e 0` */
   start?: { release: string; uptimeS: number; nodeStartMs: number };
   check?: { args: string[]; exit: number | null; stdout: string; stderr: string; elapsedMs: number };
-  servers?: { nginx: number; redis: number; elapsedMs: number };
+  /** programsBefore: BPF programs the kernel had loaded before any run */
+  servers?: { nginx: number; redis: number; elapsedMs: number; programsBefore: string[] };
   runs: Map<string, RunResult>;
   errors: string[];
   dmesg: string[];
@@ -94,6 +97,9 @@ export function parseConsole(text: string): GuestReport {
         case 'end':
           runOf(report, run).end = JSON.parse(payload);
           break;
+        case 'programs':
+          runOf(report, run).programsAfter = JSON.parse(payload);
+          break;
         case 'error':
           report.errors.push(payload);
           break;
@@ -117,19 +123,19 @@ export function parseConsole(text: string): GuestReport {
   return report;
 }
 
-/** Features and mode from `packetbeat-ebpf check`, in its text or its JSON form. */
-export function readCheck(stdout: string): { features: Map<string, boolean>; mode?: string } {
+/** Features, mode and (kprobe mode) hooks from `packetbeat-ebpf check`, in its text or its JSON form. */
+export function readCheck(stdout: string): { features: Map<string, boolean>; mode?: string; hooks?: string } {
   const features = new Map<string, boolean>();
   const trimmed = stdout.trim();
   if (trimmed.startsWith('{')) {
-    const j = JSON.parse(trimmed) as { features?: Array<{ name: string; available: boolean }>; mode?: string };
+    const j = JSON.parse(trimmed) as { features?: Array<{ name: string; available: boolean }>; mode?: string; hooks?: string };
     for (const f of j.features ?? []) features.set(f.name, f.available);
-    return { features, mode: j.mode };
+    return { features, mode: j.mode, hooks: j.hooks };
   }
   for (const line of trimmed.split('\n')) {
     const f = /^\s+(yes|no)\s+(\S.*?)(?:\s{2,}|$)/.exec(line);
     if (f) features.set(f[2], f[1] === 'yes');
   }
-  const mode = /^capture mode: (\S+)/m.exec(trimmed)?.[1];
-  return { features, mode };
+  const m = /^capture mode: (\S+)(?: with (\S+) hooks)?/m.exec(trimmed);
+  return { features, mode: m?.[1], hooks: m?.[2] };
 }

@@ -31,6 +31,8 @@ const DOCUMENTS_TIMEOUT_MS = 30_000;
 // after the last expected document: time for a stray extra one to show up
 const SETTLE_MS = 1000;
 const AGENT_EXIT_TIMEOUT_MS = 20_000;
+// the kernel frees a closed program asynchronously
+const PROGRAMS_GONE_TIMEOUT_MS = 5000;
 
 function emit(tag: string, run: string, payload: unknown = ''): void {
   process.stdout.write(formatLine(tag, run, payload));
@@ -169,6 +171,27 @@ async function agentRun(run: VmRun): Promise<void> {
   agent.kill('SIGINT');
   const end = await exited(agent, AGENT_EXIT_TIMEOUT_MS);
   emit('end', run.name, { exit: end.code, signal: end.signal, elapsedMs: Date.now() - t0, capturingMs });
+  emit('programs', run.name, await programsLeft());
+}
+
+/** BPF programs loaded in the guest, as id:name (bpftool). */
+async function loadedPrograms(): Promise<string[]> {
+  const r = await runProgram('bpftool', ['prog', 'show', '--json'], CLIENT_TIMEOUT_MS);
+  if (r.exit !== 0) throw new Error(`bpftool prog show failed (${r.exit}): ${r.stderr.trim()}`);
+  return (JSON.parse(r.stdout) as Array<{ id: number; name?: string }>).map((p) => `${p.id}:${p.name ?? ''}`);
+}
+
+// programs the kernel loaded itself before any run (e.g. bpf_preload's iterators)
+let baseline = new Set<string>();
+
+/** Programs loaded since the baseline: polled until there are none, or for a bounded time. */
+async function programsLeft(): Promise<string[]> {
+  const deadline = Date.now() + PROGRAMS_GONE_TIMEOUT_MS;
+  for (;;) {
+    const left = (await loadedPrograms()).filter((p) => !baseline.has(p));
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await sleep(200);
+  }
 }
 
 async function main(): Promise<void> {
@@ -178,12 +201,13 @@ async function main(): Promise<void> {
   await runProgram(process.execPath, ['-e', '0'], CHECK_TIMEOUT_MS);
   emit('start', '-', { release: os.release(), uptimeS, nodeStartMs: Date.now() - t0 });
   fs.mkdirSync(WORK, { recursive: true });
+  baseline = new Set(await loadedPrograms());
   t0 = Date.now();
   const check = await runProgram(process.execPath, [AGENT_BIN, ...CHECK.args], CHECK_TIMEOUT_MS);
   emit('check', '-', { args: CHECK.args, exit: check.exit, stdout: check.stdout, stderr: check.stderr, elapsedMs: Date.now() - t0 });
   t0 = Date.now();
   const servers = await startServers();
-  emit('servers', '-', { nginx: servers.nginx.pid, redis: servers.redis.pid, elapsedMs: Date.now() - t0 });
+  emit('servers', '-', { nginx: servers.nginx.pid, redis: servers.redis.pid, elapsedMs: Date.now() - t0, programsBefore: [...baseline] });
   for (const run of selectRuns(fs.readFileSync('/proc/cmdline', 'utf8'))) await agentRun(run);
   servers.nginx.kill('SIGTERM');
   servers.redis.kill('SIGTERM');

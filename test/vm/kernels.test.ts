@@ -151,7 +151,22 @@ function assertRun(kernel: VmKernel, run: VmRun, state: { boot?: Boot; reason?: 
     return r;
   };
 
-  test(`${run.name}: the agent captures (${JSON.stringify(run.capturing)}) and exits cleanly on SIGINT`, (t) => {
+  const refusal = run.refusedOn?.[kernel.suite];
+  if (refusal) {
+    test(`${run.name}: refused at start with a message matching ${refusal}, nothing left loaded`, (t) => {
+      const r = result(t);
+      if (!r) return;
+      assert.equal(agentLog(r, 'capturing'), undefined, `it captured\n${runContext(r)}`);
+      assert.ok(r.end, `the run did not end; console: ${state.boot!.log}`);
+      assert.equal(r.end.signal, null, runContext(r));
+      assert.notEqual(r.end.exit, 0, runContext(r));
+      assert.match(r.stderr.join('\n'), refusal);
+      assert.deepEqual(r.programsAfter, [], 'BPF programs left loaded');
+    });
+    return;
+  }
+
+  test(`${run.name}: the agent captures (${JSON.stringify(run.capturing)}), exits cleanly on SIGINT, leaves nothing loaded`, (t) => {
     const r = result(t);
     if (!r) return;
     const capturing = agentLog(r, 'capturing');
@@ -160,6 +175,7 @@ function assertRun(kernel: VmKernel, run: VmRun, state: { boot?: Boot; reason?: 
     assert.ok(r.end, `the run did not end; console: ${state.boot!.log}`);
     assert.equal(r.end.signal, null, runContext(r));
     assert.equal(r.end.exit, 0, runContext(r));
+    assert.deepEqual(r.programsAfter, [], 'BPF programs left loaded');
     t.diagnostic(`${kernel.suite} ${run.name}: capturing after ${r.end.capturingMs} ms, run ${r.end.elapsedMs} ms`);
   });
 
@@ -268,14 +284,15 @@ for (const kernel of KERNELS) {
       const check = state.boot!.report.check;
       assert.ok(check, `check never ran; console: ${state.boot!.log}`);
       assert.equal(check.exit, 0, `${check.stdout}\n${check.stderr}`);
-      const { features, mode } = readCheck(check.stdout);
+      const { features, mode, hooks } = readCheck(check.stdout);
       const config = (o: string) => state.info![`config_${o}`] === 'y';
       assert.equal(features.get('btf'), config('DEBUG_INFO_BTF'), check.stdout);
       assert.equal(features.get('ring buffer'), true, check.stdout);
       assert.equal(features.get('syscall tracepoints'), config('FTRACE_SYSCALLS'), check.stdout);
       assert.equal(features.get('kprobes'), config('KPROBES') && config('KPROBE_EVENTS'), check.stdout);
       assert.equal(mode, CHECK.mode, check.stdout);
-      t.diagnostic(`${kernel.suite}: ${[...features].map(([f, ok]) => `${f} ${ok ? 'yes' : 'no'}`).join(', ')}; mode ${mode}`);
+      if (CHECK.hooks !== undefined) assert.equal(hooks, CHECK.hooks, check.stdout);
+      t.diagnostic(`${kernel.suite}: ${[...features].map(([f, ok]) => `${f} ${ok ? 'yes' : 'no'}`).join(', ')}; mode ${mode}${hooks ? ` with ${hooks} hooks` : ''}`);
     });
 
     for (const r of RUNS) assertRun(kernel, r, state);

@@ -26,14 +26,23 @@ export interface VmRun {
   /** 'both': every document names client and server process (kernel hooks);
    *  'where-attributable': process fields are checked only where present (packet capture) */
   processes: 'both' | 'where-attributable';
+  /** kernels (by suite) that must refuse this run: the agent exits non-zero at start with a
+   *  message matching the pattern, and leaves nothing loaded */
+  refusedOn?: Readonly<Record<string, RegExp>>;
 }
 
 export const RUNS: readonly VmRun[] = [
   { name: 'syscall', args: [], capturing: { mode: 'syscall' }, processes: 'both' },
 ];
 
-/** `packetbeat-ebpf check` in every guest; `mode` is the capture mode it must choose. */
-export const CHECK = { args: ['check'], mode: 'syscall' } as const;
+/** `packetbeat-ebpf check` in every guest, and the capture mode (and hooks) it must choose. */
+export interface VmCheck {
+  args: readonly string[];
+  mode: string;
+  hooks?: string;
+}
+
+export const CHECK: VmCheck = { args: ['check'], mode: 'syscall' };
 
 export const HTTP_PORT = 8080;
 export const REDIS_PORT = 6379;

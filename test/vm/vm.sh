@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The QEMU kernel matrix's host side: fetches Debian kernels (downloaded and
 # unpacked, never installed on the host), builds an initramfs holding busybox,
-# Node, the built agent, nginx, curl and Redis, and boots it under TCG.
+# Node, the built agent, nginx, curl, Redis and bpftool, and boots it under TCG.
 #
 #   vm.sh deps                 install qemu-system-x86 and busybox-static when missing
 #   vm.sh kernel SUITE         fetch SUITE's kernel into the cache; prints its directory
@@ -23,7 +23,7 @@ KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 # kernel options reported in the kernel's info file (and by the test)
 KERNEL_OPTIONS=(BPF_SYSCALL DEBUG_INFO_BTF KPROBES KPROBE_EVENTS FUNCTION_TRACER DYNAMIC_FTRACE_WITH_DIRECT_CALLS FPROBE FTRACE_SYSCALLS)
 # programs the guest runs besides busybox (their shared libraries come along)
-GUEST_PROGRAMS=(node nginx curl redis-server redis-cli)
+GUEST_PROGRAMS=(node nginx curl redis-server redis-cli bpftool)
 
 log() { echo "vm: $*" >&2; }
 die() { echo "vm: $*" >&2; exit 1; }
@@ -67,7 +67,7 @@ cmd_deps() {
     timeout "$APT_TIMEOUT_S" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
   for p in "${GUEST_PROGRAMS[@]}"; do
-    command -v "$p" >/dev/null || die "$p is not installed (test/run.sh installs nginx-light, curl and redis-server)"
+    command -v "$p" >/dev/null || die "$p is not installed (test/run.sh installs nginx-light, curl and redis-server; scripts/setup.sh bpftool)"
   done
   lock_cache
   busybox_path >/dev/null

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { formatCheck, type CheckReport } from '../../../src/agent/check';
+import { formatCheck } from '../../../src/agent/check';
 import { formatLine, parseConsole, readCheck } from '../../vm/console-log';
 import { RUNS, selectRuns, type VmRun } from '../../vm/matrix';
 
@@ -18,6 +18,7 @@ describe('VM console log', () => {
       // cut short by a kernel message: not a document
       '@@pbe-vm doc syscall {"type":"http","meth[   13.1] oops',
       formatLine('end', 'syscall', { exit: 0, signal: null, elapsedMs: 900 }),
+      formatLine('programs', 'syscall', ['7:handle_exec']),
       formatLine('done', '-', ''),
       '@@pbe-vm poweroff -',
     ].join('\n');
@@ -30,6 +31,7 @@ describe('VM console log', () => {
     assert.deepEqual(run.stderr, ['{"msg":"capturing","mode":"syscall"}']);
     assert.deepEqual(run.clients, [{ id: 'http-get', pid: 42, exit: 0, output: '200' }]);
     assert.equal(run.end?.exit, 0);
+    assert.deepEqual(run.programsAfter, ['7:handle_exec']);
     assert.equal(r.unreadable.length, 1);
     assert.ok(r.done);
     assert.ok(r.poweroff);
@@ -42,7 +44,8 @@ describe('VM console log', () => {
     assert.equal(r.poweroff, false);
   });
 
-  const report: CheckReport = {
+  // not annotated: the report may carry more than these fields (e.g. hook trials)
+  const report = {
     kernel: '6.1.0-50-amd64',
     root: true,
     features: [
@@ -50,7 +53,8 @@ describe('VM console log', () => {
       { name: 'kprobes', available: false, detail: 'no kprobe PMU' },
       { name: 'AF_PACKET socket filter', available: true, detail: 'loads' },
     ],
-    mode: 'syscall',
+    trials: [],
+    mode: 'syscall' as const,
     reason: 'syscall tracepoints are available',
   };
 
@@ -58,6 +62,14 @@ describe('VM console log', () => {
     const c = readCheck(formatCheck(report));
     assert.deepEqual([...c.features], [['btf', true], ['kprobes', false], ['AF_PACKET socket filter', true]]);
     assert.equal(c.mode, 'syscall');
+  });
+
+  test("`check`'s text output names the kprobe mode's hooks", () => {
+    const c = readCheck('kernel 6.1.0-50-amd64\n  yes  fentry/fexit             loads\ncapture mode: kprobe with fentry hooks (fentry attaches)\n');
+    assert.deepEqual([...c.features], [['fentry/fexit', true]]);
+    assert.equal(c.mode, 'kprobe');
+    assert.equal(c.hooks, 'fentry');
+    assert.equal(readCheck(formatCheck(report)).hooks, undefined);
   });
 
   test("`check`'s JSON output: the same", () => {
