@@ -48,7 +48,9 @@ busybox_path() {
   if [ ! -x "$d/bin/busybox" ]; then
     local tmp
     tmp=$(mktemp -d "$CACHE/tmp.busybox.XXXXXX")
-    (cd "$tmp" && timeout "$APT_TIMEOUT_S" apt-get -q download busybox-static) >&2
+    local sandbox=()
+    [ "$(id -u)" != 0 ] || sandbox=(-o APT::Sandbox::User=root)
+    (cd "$tmp" && timeout "$APT_TIMEOUT_S" apt-get -q "${sandbox[@]}" download busybox-static) >&2
     dpkg-deb -x "$tmp"/busybox-static_*.deb "$tmp/root"
     rm -rf "$d" && mv "$tmp/root" "$d" && rm -rf "$tmp"
   fi
