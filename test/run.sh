@@ -16,8 +16,10 @@ mountpoint -q /sys/kernel/tracing 2>/dev/null || mount -t tracefs tracefs /sys/k
 
 mapfile -t unit < <(find dist/test/unit -name '*.test.js' | sort)
 mapfile -t integration < <(find dist/test/integration -name '*.test.js' | sort)
+# the QEMU kernel matrix (test/vm/vm.sh installs qemu-system-x86 and busybox-static itself)
+mapfile -t vm < <(find dist/test/vm -name '*.test.js' | sort)
 # one runner process, tests of a file in sequence (integration tests share the kernel);
 # one run at a time on this machine (the tests check what BPF programs are attached)
 exec 9>/run/lock/packetbeat-ebpf-tests.lock
 flock 9
-node --test --test-concurrency=1 --test-reporter=spec "${unit[@]}" "${integration[@]}"
+node --test --test-concurrency=1 --test-reporter=spec "${unit[@]}" "${integration[@]}" "${vm[@]}"
