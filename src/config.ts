@@ -59,7 +59,20 @@ const http = protocol(DEFAULT_PORTS.http).extend({
   real_ip_header: z.string().optional(),
 });
 
+/** The `packet` capture mode (AF_PACKET socket filter). */
+const packetMode = z.strictObject({
+  /** Interfaces to capture on, by name; empty: every interface of the agent's network namespace. */
+  interfaces: z.array(z.string().min(1).max(15)).max(64).default([]),
+  /** Name the processes of local sockets from /proc (tables and fd links read per new connection). */
+  process_attribution: z.boolean().default(true),
+  /** Look for those sockets in every network namespace (through /proc/<pid>/net), not only the agent's. */
+  all_namespaces: z.boolean().default(true),
+});
+
 export const configSchema = z.strictObject({
+  /** How packets are captured: auto picks the best the kernel offers (see `check`). */
+  mode: z.enum(['auto', 'syscall', 'kprobe', 'packet']).default('auto'),
+  packet: packetMode.prefault({}),
   /** Bytes of payload head copied per syscall. */
   max_payload: z.number().int().min(64).max(PAYLOAD_LIMIT).default(4096),
   protocols: z

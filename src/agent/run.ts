@@ -8,6 +8,7 @@ import type { Output } from '../outputs/types';
 import { createModules, portMap } from '../protocols/registry';
 import { PROTOCOL_IDS } from '../protocols/types';
 import type { Logger } from '../util/logger';
+import { createPacketModeSource } from './packet-mode';
 import { createPipeline, TICK_MS, type Pipeline } from './pipeline';
 
 /** How long shutdown waits for outputs to deliver. */
@@ -52,6 +53,7 @@ function statsLine(
     gap_bytes: p.gapBytes,
     connections: p.connections,
     kernel: k,
+    ...(source.details ? { capture: source.details() } : {}),
     queue_depth: p.joinPending + outputs.reduce((n, o) => n + o.stats().queued, 0),
     capture_pauses: backpressure.pauses,
     outputs: Object.fromEntries(outputs.map((o) => [o.name, o.stats()])),
@@ -75,7 +77,8 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
   const processes = createProcessCache();
   const pipeline = createPipeline({ config, outputs, processes, logger, onVerdicts: (v) => source.setVerdicts?.(v) });
   let recorder: Recorder | undefined;
-  const source = createEbpfSource({
+  if (config.mode === 'packet' && record) throw new CaptureStartError('--record writes kernel events: the packet mode has none', undefined);
+  const source = config.mode === 'packet' ? createPacketModeSource(config, logger) : createEbpfSource({
     onBatch: (batch) => recorder?.write(batch),
     ports: kernelPorts(config),
     pids: config.pids,

@@ -20,6 +20,8 @@ export interface CaptureSource {
   resume?(): void;
   /** Content-inference decisions for sockets of unknown ports (kernel sources only). */
   setVerdicts?(verdicts: Array<[sockId: number, track: boolean]>): void;
+  /** Figures of the mode beyond the kernel counters (for the stats line), e.g. packet reassembly. */
+  details?(): Record<string, unknown>;
   /** Detach everything. Idempotent. */
   close(): void;
 }

@@ -10,6 +10,7 @@ import { createLogger } from '../util/logger';
 
 interface RunFlags {
   config?: string;
+  mode?: string;
   ports?: string[];
   maxPayload?: number;
   pid?: number[];
@@ -35,6 +36,7 @@ export function loadConfig(flags: RunFlags): Config {
   if (typeof merged !== 'object' || merged === null || Array.isArray(merged)) {
     throw new ConfigError(`invalid configuration in ${origin}: the top level must be a mapping`);
   }
+  if (flags.mode !== undefined) merged.mode = flags.mode;
   if (flags.maxPayload !== undefined) merged.max_payload = flags.maxPayload;
   if (flags.statsInterval !== undefined) merged.stats_interval_s = flags.statsInterval;
   if (flags.pid && flags.pid.length > 0) merged.pids = flags.pid;
@@ -46,7 +48,7 @@ export function loadConfig(flags: RunFlags): Config {
     }
     merged.protocols = protocols;
   }
-  return validateConfig(merged, flags.config || flags.ports || flags.maxPayload !== undefined ? `${origin} and flags` : origin);
+  return validateConfig(merged, flags.config || flags.ports || flags.mode || flags.maxPayload !== undefined ? `${origin} and flags` : origin);
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -63,6 +65,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('capture transactions and print them as NDJSON on stdout (logs and stats on stderr)')
     .option('-c, --config <file>', 'YAML config file (default /etc/packetbeat-ebpf/packetbeat-ebpf.yml when present)')
     .option('--ports <proto=port,...>', 'ports of a protocol, replacing its defaults (repeatable), e.g. http=8080,8081', collect(String))
+    .option('--mode <mode>', 'capture mode: auto, syscall, kprobe or packet (AF_PACKET: traffic of other hosts and namespaces)')
     .option('--max-payload <bytes>', 'bytes of payload head copied per syscall (64-16384)', intArg('--max-payload'))
     .option('--pid <pid>', 'trace only this process (repeatable)', collect(intArg('--pid')))
     .option('--stats-interval <seconds>', 'seconds between stats lines on stderr (0: only at exit)', intArg('--stats-interval'))

@@ -146,6 +146,8 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
   // which sockets saw it; 'wire' when it was seen in packets, by no socket
   const seenBy = (v: TransactionView | undefined, side: string) => v && (v.process ? side : 'wire');
   const ebpf: Record<string, unknown> = { views: [seenBy(txn.client, 'client'), seenBy(txn.server, 'server')].filter(Boolean) };
+  // no end could be named (packets of other hosts, sockets gone before /proc was read, replay)
+  if (!clientProcess && !serverProcess) ebpf.unattributed = true;
   if (txn.server) ebpf.server_duration = Math.max(0, Math.round(txn.server.endNs - txn.server.startNs));
   if (txn.client) ebpf.client_duration = durationNs;
   doc.packetbeat_ebpf = ebpf;
