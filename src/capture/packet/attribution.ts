@@ -52,8 +52,14 @@ export interface AttributionStats {
   /** /proc/<pid>/fd directories read. */
   fdScans: number;
   clientsFound: number;
-  clientsMissed: number;
+  /** No such socket on this host (a remote client, or gone before the lookup). */
+  clientsNotLocal: number;
+  /** The socket was there but held by no process (closed: TIME_WAIT). */
+  clientsClosed: number;
+  /** The socket was there but its process was not found in time. */
+  clientsUnowned: number;
   serversFound: number;
+  /** Named after the process listening on the port (the connection's socket was not found). */
   serversViaListener: number;
   serversMissed: number;
   /** Network namespaces searched (the agent's included). */
@@ -147,7 +153,9 @@ export function createAttributor(options: AttributorOptions): Attributor {
     lookups: 0,
     fdScans: 0,
     clientsFound: 0,
-    clientsMissed: 0,
+    clientsNotLocal: 0,
+    clientsClosed: 0,
+    clientsUnowned: 0,
     serversFound: 0,
     serversViaListener: 0,
     serversMissed: 0,
@@ -320,12 +328,21 @@ export function createAttributor(options: AttributorOptions): Attributor {
     for (const ns of spaces) {
       const s = find(ns, flow.family, flow.client, flow.server);
       if (!s || s[0] === TCP_LISTEN) continue;
-      if (s[2] === 0) return undefined; // closed (TIME_WAIT) or orphaned: nobody holds it
+      if (s[2] === 0) {
+        stats.clientsClosed++;
+        return undefined;
+      }
       const pids = holders(s[2], clientHints.get(`${flow.server.ip}|${flow.server.port}`) ?? [], deadline);
       const owner = pids && describe(pids[0], s[1], ns.netns, false);
-      if (owner) rememberClient(flow.server, owner.pid);
+      if (!owner) {
+        stats.clientsUnowned++;
+        return undefined;
+      }
+      stats.clientsFound++;
+      rememberClient(flow.server, owner.pid);
       return owner;
     }
+    stats.clientsNotLocal++;
     return undefined;
   }
 
@@ -372,8 +389,6 @@ export function createAttributor(options: AttributorOptions): Attributor {
       const spaces = namespacesFor(flow);
       const c = client(flow, spaces, deadline);
       const s = server(flow, spaces, deadline);
-      if (c) stats.clientsFound++;
-      else stats.clientsMissed++;
       if (s && !s.viaListener) stats.serversFound++;
       else if (s) stats.serversViaListener++;
       else stats.serversMissed++;
