@@ -6,7 +6,7 @@ import { decodeTcp, LINKTYPE } from '../pcap/packet';
 import { createTcpReassembler, type FlowEvent, type ReassembledFlow, type ReassemblyStats } from '../pcap/reassembly';
 import type { CaptureSink, CaptureSource } from '../source';
 import { loadPacketBinding, type NativePacketCapture, type PacketBinding } from './addon';
-import type { Attributor, AttributionStats, SocketOwner } from './attribution';
+import type { Attribution, Attributor, AttributionStats, SocketOwner } from './attribution';
 import { checkPacketLayout, PACKET_COUNTER_NAMES, type PacketCounters } from './layout';
 import { decodePacketBatch, type PacketRecord } from './records';
 
@@ -40,6 +40,8 @@ export interface PacketSourceOptions {
   maxFlows?: number;
   /** Monotonic clock (ns), the one the kernel stamps records with. */
   monoNowNs?: () => number;
+  /** Clock (ms) that measures the time attribution takes. */
+  clockMs?: () => number;
   debug?: boolean;
   binding?: PacketBinding;
   onDecodeError?: (err: Error) => void;
@@ -55,6 +57,8 @@ export interface PacketSourceStats {
   wireFlows: number;
   /** Flows not reported: an end is the agent, or no end is a process of `pids`. */
   skippedFlows: number;
+  /** Flows not attributed because attribution had used up its share of the CPU. */
+  attributionSkipped: number;
 }
 
 export interface PacketSource extends CaptureSource {
@@ -68,6 +72,9 @@ const IDLE_FLOW_NS = 5 * 60e9;
 /** Closed flows are kept this long to recognise their late duplicates. */
 const CLOSED_FLOW_NS = 30e9;
 const SWEEP_EVERY_NS = 1e9;
+/** Process attribution may take this share of each second; past it, new flows go unattributed. */
+const ATTRIBUTION_SHARE = 0.25;
+const ATTRIBUTION_WINDOW_MS = 1000;
 const DEFAULT_MAX_FLOWS = 262_144;
 
 type Side = 'client' | 'server' | 'wire';
@@ -85,7 +92,7 @@ function zeroCounters(): PacketCounters {
 export function createPacketSource(options: PacketSourceOptions): PacketSource {
   const binding = options.binding ?? loadPacketBinding();
   checkPacketLayout(binding.layout);
-  const { attributor, selfPid = process.pid, pids = [], monoNowNs = () => Number(process.hrtime.bigint()) } = options;
+  const { attributor, selfPid = process.pid, pids = [], monoNowNs = () => Number(process.hrtime.bigint()), clockMs = () => performance.now() } = options;
   const wanted = new Set(pids);
   let native: NativePacketCapture;
   try {
@@ -121,10 +128,32 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
   let lastSweepNs = monoNowNs();
   let lastCounters = zeroCounters();
 
+  /** Attribution within its CPU share (a flood of new connections must not stall the capture). */
+  let windowStart = clockMs();
+  let windowSpent = 0;
+  let attributionSkipped = 0;
+  function attribute(flow: ReassembledFlow): Attribution {
+    if (!attributor) return {};
+    const t = clockMs();
+    if (t - windowStart >= ATTRIBUTION_WINDOW_MS) {
+      windowStart = t;
+      windowSpent = 0;
+    }
+    if (windowSpent >= ATTRIBUTION_SHARE * ATTRIBUTION_WINDOW_MS) {
+      attributionSkipped++;
+      return {};
+    }
+    try {
+      return attributor.attribute(flow);
+    } finally {
+      windowSpent += clockMs() - t;
+    }
+  }
+
   function viewOf(flow: ReassembledFlow): FlowView {
     let v = views.get(flow.id);
     if (v) return v;
-    const found = attributor?.attribute(flow) ?? {};
+    const found = attribute(flow);
     const ends = [found.client, found.server].filter((o): o is SocketOwner => o !== undefined);
     let skipped = ends.some((o) => o.pid === selfPid);
     if (!skipped && wanted.size > 0) skipped = !ends.some((o) => wanted.has(o.pid));
@@ -219,6 +248,7 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
       attribution: attributor?.stats(),
       wireFlows,
       skippedFlows,
+      attributionSkipped,
     };
   }
 
@@ -270,7 +300,7 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
     },
     details() {
       const s = stats();
-      return { packet: s.kernel, undecodable: s.undecodable, reassembly: s.reassembly, attribution: s.attribution, wire_flows: s.wireFlows, skipped_flows: s.skippedFlows };
+      return { packet: s.kernel, undecodable: s.undecodable, reassembly: s.reassembly, attribution: s.attribution, wire_flows: s.wireFlows, skipped_flows: s.skippedFlows, attribution_skipped: s.attributionSkipped };
     },
     stats,
     close,

@@ -122,7 +122,7 @@ interface Run {
 }
 
 /** A packet source on a fake binding feeding a real pipeline with fake clocks. */
-function run(attributor: Attributor | undefined, opts: { pids?: number[]; selfPid?: number } = {}): Run {
+function run(attributor: Attributor | undefined, opts: { pids?: number[]; selfPid?: number; clockMs?: () => number } = {}): Run {
   const { binding, state } = fakeBinding();
   let monoNs = T0;
   let wallMs = 1_000_000;
@@ -149,6 +149,7 @@ function run(attributor: Attributor | undefined, opts: { pids?: number[]; selfPi
     selfPid: opts.selfPid ?? 99999,
     pids: opts.pids,
     monoNowNs: () => monoNs,
+    clockMs: opts.clockMs,
     onDecodeError: (e) => decodeErrors.push(e),
   });
   source.start(pipeline);
@@ -352,6 +353,25 @@ describe('packet source', () => {
     r.feed(conversation({ ip: '127.0.0.1', port: 45678 }, SERVER, [[REQ, RES]], T0 + 1e9));
     assert.doesNotThrow(() => r.finish());
     assert.ok(r.docs.some((d: any) => d.source.port === 45678 && d.http?.response?.status_code === 200));
+  });
+
+  test('attribution takes at most a quarter of each second; past it, flows go unattributed', () => {
+    let ms = 0;
+    // each attribution "takes" 100 ms
+    const slow = fakeAttributor(() => {
+      ms += 100;
+      return { client: CURL, server: NGINX };
+    });
+    const r = run(slow, { clockMs: () => ms });
+    for (let i = 0; i < 4; i++) r.feed(conversation({ ip: '127.0.0.1', port: 41000 + i }, SERVER, [[REQ, RES]], T0 + i * 1e6));
+    assert.equal(slow.asked.length, 3, 'three fit in 250 ms');
+    ms += 1000; // a new second
+    r.feed(conversation({ ip: '127.0.0.1', port: 42000 }, SERVER, [[REQ, RES]], T0 + 9e6));
+    assert.equal(slow.asked.length, 4);
+    r.finish();
+    const views = r.docs.map((d: any) => d.packetbeat_ebpf.views.join('+'));
+    assert.deepEqual(views.sort(), ['client+server', 'client+server', 'client+server', 'client+server', 'wire']);
+    assert.equal(r.source.stats().attributionSkipped, 1);
   });
 
   test('kernel counters come out under the syscall names and in full in the stats', () => {
