@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # servers and clients the integration tests start
-scripts/setup.sh nginx-light curl postgresql mariadb-server redis-server
+scripts/setup.sh nginx-light curl postgresql mariadb-server redis-server iproute2
 
 mountpoint -q /sys/kernel/tracing 2>/dev/null || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
 
