@@ -205,14 +205,25 @@ const otlpOutput = z.strictObject({
   process_idle_s: z.number().min(1).default(300),
 });
 
+/** The `packet` capture mode (AF_PACKET socket filter). */
+const packetMode = z.strictObject({
+  /** Interfaces to capture on, by name; empty: every interface of the agent's network namespace. */
+  interfaces: z.array(z.string().min(1).max(15)).max(64).default([]),
+  /** Name the processes of local sockets from /proc (tables and fd links read per new connection). */
+  process_attribution: z.boolean().default(true),
+  /** Look for those sockets in every network namespace (through /proc/<pid>/net), not only the agent's. */
+  all_namespaces: z.boolean().default(true),
+});
+
 export const configSchema = z.strictObject({
   /**
    * Capture mode: auto picks the best that attaches (kprobe mode with fentry,
-   * then with kprobes, then syscall tracepoints).
+   * then with kprobes, then syscall tracepoints; the packet mode when none attaches).
    */
-  mode: z.enum(['auto', 'syscall', 'kprobe']).default('auto'),
+  mode: z.enum(['auto', 'syscall', 'kprobe', 'packet']).default('auto'),
   /** The kprobe mode's hooks: fentry/fexit, kprobe/kretprobe, or the best that attaches. */
   kprobe_variant: z.enum(['auto', 'fentry', 'kprobe']).default('auto'),
+  packet: packetMode.prefault({}),
   /** Bytes of payload head copied per syscall. */
   max_payload: z.number().int().min(64).max(PAYLOAD_LIMIT).default(4096),
   protocols: z

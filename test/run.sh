@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # servers and clients the integration tests start
-scripts/setup.sh nginx-light curl postgresql mariadb-server redis-server openjdk-17-jre-headless maven
+scripts/setup.sh nginx-light curl postgresql mariadb-server redis-server openjdk-17-jre-headless maven iproute2
 # an OpenSearch node assembled from Maven Central jars (cached under /var/cache/packetbeat-ebpf)
 scripts/opensearch.sh >/dev/null
 

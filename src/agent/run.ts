@@ -1,5 +1,5 @@
-import { CaptureStartError } from '../capture/ebpf-source';
-import { hookCandidates, openKernelSource, type KernelSource } from '../capture/select-mode';
+import { CaptureStartError, hasBpfCapabilities } from '../capture/ebpf-source';
+import { hookCandidates, openKernelSource } from '../capture/select-mode';
 import type { CaptureSource } from '../capture/source';
 import type { Config } from '../config';
 import { createRecorder, type Recorder } from '../capture/recording';
@@ -9,6 +9,7 @@ import type { Output } from '../outputs/types';
 import { createModules, portMap } from '../protocols/registry';
 import { PROTOCOL_IDS } from '../protocols/types';
 import type { Logger } from '../util/logger';
+import { createPacketModeSource } from './packet-mode';
 import { createPipeline, TICK_MS, type Pipeline } from './pipeline';
 
 /** How long shutdown waits for outputs to deliver (then backends spool what is left). */
@@ -53,6 +54,7 @@ function statsLine(
     gap_bytes: p.gapBytes,
     connections: p.connections,
     kernel: k,
+    ...(source.details ? { capture: source.details() } : {}),
     queue_depth: p.joinPending + outputs.reduce((n, o) => n + o.stats().queued, 0),
     capture_pauses: backpressure.pauses,
     outputs: Object.fromEntries(outputs.map((o) => [o.name, o.stats()])),
@@ -77,27 +79,37 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
   const processes = createProcessCache();
   const pipeline = createPipeline({ config, outputs, processes, logger, onVerdicts: (v) => source.setVerdicts?.(v) });
   let recorder: Recorder | undefined;
-  let source: KernelSource;
+  if (config.mode === 'packet' && record) throw new CaptureStartError('--record writes kernel events: the packet mode has none', undefined);
+  let source: CaptureSource & { hooks?: string };
   try {
     source = createSource();
   } catch (err) {
     abandonOutputs();
     throw err;
   }
-  function createSource(): KernelSource {
-    const opened = openKernelSource({
-      onBatch: (batch) => recorder?.write(batch),
-      ports: kernelPorts(config),
-      pids: config.pids,
-      infer: config.infer_protocols,
-      maxPayload: config.max_payload,
-      ringBytes: config.ring_buffer_bytes,
-      wakeupBytes: config.wakeup_bytes,
-      drainIntervalMs: config.drain_interval_ms,
-      drainMinIntervalMs: config.drain_min_interval_ms,
-      debug: process.env.PBE_LIBBPF_DEBUG === '1',
-      onDecodeError: (err) => log.error({ err }, 'bad event batch'),
-    }, hookCandidates(config.mode, config.kprobe_variant));
+  function createSource(): CaptureSource & { hooks?: string } {
+    if (config.mode === 'packet') return createPacketModeSource(config, logger);
+    let opened: ReturnType<typeof openKernelSource>;
+    try {
+      opened = openKernelSource({
+        onBatch: (batch) => recorder?.write(batch),
+        ports: kernelPorts(config),
+        pids: config.pids,
+        infer: config.infer_protocols,
+        maxPayload: config.max_payload,
+        ringBytes: config.ring_buffer_bytes,
+        wakeupBytes: config.wakeup_bytes,
+        drainIntervalMs: config.drain_interval_ms,
+        drainMinIntervalMs: config.drain_min_interval_ms,
+        debug: process.env.PBE_LIBBPF_DEBUG === '1',
+        onDecodeError: (err) => log.error({ err }, 'bad event batch'),
+      }, hookCandidates(config.mode, config.kprobe_variant));
+    } catch (err) {
+      // auto: when no syscall hook attaches (no BTF, no tracepoints), the packet mode still can
+      if (config.mode !== 'auto' || !(err instanceof CaptureStartError) || !hasBpfCapabilities() || record) throw err;
+      log.warn({ reason: err.message }, 'no syscall hooks attach: falling back to the packet mode');
+      return createPacketModeSource(config, logger);
+    }
     for (const a of opened.attempts) log.info({ hooks: a.hooks, reason: a.error }, `${a.hooks} hooks unavailable, trying the next`);
     if (opened.source.degraded.length > 0) {
       log.warn({ programs: opened.source.degraded.map((f) => `${f.program} (${f.code})`) }, 'some optional hooks did not attach; their syscalls are not traced');
@@ -181,6 +193,6 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
     abandonOutputs();
     throw err instanceof CaptureStartError ? err : new CaptureStartError(`failed to start capture: ${(err as Error).message}`, undefined);
   }
-  log.info({ mode: source.mode, ports: kernelPorts(config).map(([p]) => p), pid: process.pid }, 'capturing');
+  log.info({ mode: source.mode, hooks: source.hooks, ports: kernelPorts(config).map(([p]) => p), pid: process.pid }, 'capturing');
   return { stop: (reason) => stop(reason), done };
 }

@@ -86,10 +86,27 @@ export function hasBpfCapabilities(status = (() => {
   return has(CAP_SYS_ADMIN) === 1n || (has(CAP_BPF) === 1n && has(CAP_PERFMON) === 1n);
 }
 
+/** The verifier's last words in libbpf's log (the line saying why a program was refused). */
+export function verifierReason(log: string | undefined): string | undefined {
+  if (!log) return undefined;
+  const lines = log.split('\n');
+  const end = lines.findIndex((l) => l.includes('-- END PROG LOAD LOG --'));
+  if (end <= 0) return undefined;
+  for (let i = end - 1; i >= 0 && !lines[i].includes('-- BEGIN PROG LOAD LOG --'); i--) {
+    const l = lines[i].trim();
+    if (l && !/^processed \d+ insns/.test(l) && !/^verification time/.test(l)) return l;
+  }
+  return undefined;
+}
+
 /** Explain an addon error in one sentence a user can act on. */
 export function explainNativeError(err: NativeError, hooks: HookSet = 'syscall'): CaptureStartError {
   const code = err.code;
   if (code === 'EPERM' || code === 'EACCES') {
+    const verifier = code === 'EACCES' ? verifierReason(err.libbpfLog) : undefined;
+    if (verifier && hasBpfCapabilities()) {
+      return new CaptureStartError(`${err.message}: the kernel's verifier refused the ${hooks} programs: ${verifier}`, code, err.libbpfLog);
+    }
     const hint = hasBpfCapabilities()
       ? `the kernel refused the ${hooks} programs although the agent runs as root (kernel lockdown, or no ${HOOK_REQUIREMENTS[hooks]})`
       : 'loading eBPF programs needs root (or CAP_BPF and CAP_PERFMON); run it with sudo';

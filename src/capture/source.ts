@@ -24,6 +24,8 @@ export interface CaptureSource {
    * (its data events then come without payload).
    */
   setVerdicts?(verdicts: Array<[sockId: number, verdict: VerdictName]>): void;
+  /** Figures of the mode beyond the kernel counters (for the stats line), e.g. packet reassembly. */
+  details?(): Record<string, unknown>;
   /** Detach everything. Idempotent. */
   close(): void;
 }

@@ -198,6 +198,8 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
     if (notes.length > 0) doc.error = { message: notes.length === 1 ? notes[0] : notes };
   }
   const ebpf: Record<string, unknown> = { views: seen };
+  // no end could be named (packets of other hosts, sockets gone before /proc was read, replay)
+  if (!clientProcess && !serverProcess) ebpf.unattributed = true;
   if (txn.server) ebpf.server_duration = Math.max(0, Math.round(txn.server.endNs - txn.server.startNs));
   if (txn.client) ebpf.client_duration = durationNs;
   doc.packetbeat_ebpf = ebpf;

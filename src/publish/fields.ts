@@ -180,6 +180,7 @@ export const FIELDS: Readonly<Record<string, FieldDef>> = {
   'packetbeat_ebpf.views': kw('Which sockets saw the transaction: client, server, or wire.'),
   'packetbeat_ebpf.client_duration': long('Duration as the client saw it, in nanoseconds (= event.duration).'),
   'packetbeat_ebpf.server_duration': long("The server's own time (request read to response written), in nanoseconds."),
+  'packetbeat_ebpf.unattributed': { type: 'boolean', description: 'No end could be attributed to a process (packet mode: remote hosts, sockets gone before /proc was read).' },
 };
 
 /** Objects whose keys come from the traffic, by dotted path. */

@@ -32,7 +32,18 @@ export interface VmRun {
 }
 
 export const RUNS: readonly VmRun[] = [
-  { name: 'syscall', args: [], capturing: { mode: 'syscall' }, processes: 'both' },
+  { name: 'syscall', args: ['--mode', 'syscall'], capturing: { mode: 'syscall', hooks: 'syscall' }, processes: 'both' },
+  // 5.10's BTF has struct pt_regs as a forward declaration for the syscall functions'
+  // argument: the verifier refuses the fentry programs there (auto then picks kprobes)
+  {
+    name: 'kprobe-fentry',
+    args: ['--mode', 'kprobe', '--kprobe-variant', 'fentry'],
+    capturing: { mode: 'kprobe', hooks: 'fentry' },
+    processes: 'both',
+    refusedOn: { bullseye: /the kprobe mode \(fentry hooks\) cannot run on this kernel/ },
+  },
+  { name: 'kprobe-kprobe', args: ['--mode', 'kprobe', '--kprobe-variant', 'kprobe'], capturing: { mode: 'kprobe', hooks: 'kprobe' }, processes: 'both' },
+  { name: 'packet', args: ['--mode', 'packet'], capturing: { mode: 'packet' }, processes: 'where-attributable' },
 ];
 
 /** `packetbeat-ebpf check` in every guest, and the capture mode (and hooks) it must choose. */
@@ -42,7 +53,7 @@ export interface VmCheck {
   hooks?: string;
 }
 
-export const CHECK: VmCheck = { args: ['check'], mode: 'syscall' };
+export const CHECK: VmCheck = { args: ['check', '--json'], mode: 'kprobe' };
 
 export const HTTP_PORT = 8080;
 export const REDIS_PORT = 6379;

@@ -66,8 +66,13 @@ function network(linktype: number, d: Buffer): { at: number; proto: number } | u
   }
 }
 
-/** The TCP segment in a captured packet, or undefined for anything else. */
-export function decodeTcp(linktype: number, d: Buffer): TcpSegment | undefined {
+/**
+ * The TCP segment in a captured packet, or undefined for anything else.
+ * `wireLength`: the packet's length from the start of `d` when more than `d`
+ * was on the wire; used when the IP header does not say (TSO/BIG TCP packets
+ * of a local capture have a total length of 0).
+ */
+export function decodeTcp(linktype: number, d: Buffer, wireLength = d.length): TcpSegment | undefined {
   const net = network(linktype, d);
   if (!net) return undefined;
   let at = net.at;
@@ -86,14 +91,16 @@ export function decodeTcp(linktype: number, d: Buffer): TcpSegment | undefined {
     src = formatIpv4(d, at + 12);
     dst = formatIpv4(d, at + 16);
     tcpAt = at + ihl;
-    // total 0: TSO-offloaded capture; trust the captured length
-    ipEnd = total === 0 ? d.length : at + total;
+    // total 0: TSO-offloaded capture; trust the length seen
+    ipEnd = total === 0 ? wireLength : at + total;
   } else if (net.proto === ETH_IPV6) {
     if (d.length < at + 40 || d[at] >> 4 !== 6) return undefined;
     family = 6;
     src = formatIpv6(d, at + 8);
     dst = formatIpv6(d, at + 24);
-    ipEnd = at + 40 + d.readUInt16BE(at + 4);
+    const payloadLength = d.readUInt16BE(at + 4);
+    // 0: a jumbogram or a BIG TCP packet; trust the length seen
+    ipEnd = payloadLength === 0 ? wireLength : at + 40 + payloadLength;
     let next = d[at + 6];
     at += 40;
     // skip extension headers: hop-by-hop, routing, destination options; fragments are dropped

@@ -1,0 +1,51 @@
+import * as path from 'node:path';
+import type { SocketLookup } from './attribution';
+import type { PacketAddonLayout } from './layout';
+
+/** Options the native PacketCapture takes (validated and defaulted in TypeScript). */
+export interface NativePacketOptions {
+  maxPayload: number;
+  wakeupBytes: number;
+  ringBytes: number;
+  debug: boolean;
+}
+
+/** The native object (addon/packet.cc). */
+export interface NativePacketCapture {
+  /** Open one AF_PACKET socket per interface index (one for every interface when empty). */
+  attach(ifindexes: number[]): void;
+  setPorts(entries: Array<[number, number]>): void;
+  /** Drain every minIntervalMs while packets keep coming, backing off to intervalMs when idle. */
+  start(onBatch: (batch: Buffer) => void, intervalMs: number, minIntervalMs: number): void;
+  drain(): void;
+  pause(): void;
+  resume(): void;
+  counters(): number[];
+  programs(): number[];
+  sockets(): number;
+  close(): void;
+}
+
+export interface PacketBinding {
+  PacketCapture: new (options: NativePacketOptions) => NativePacketCapture;
+  /** NETLINK_SOCK_DIAG lookups in this process's network namespace, or in the one at nsPath. */
+  SockDiag: new (nsPath?: string) => SocketLookup;
+  layout: PacketAddonLayout;
+}
+
+export const PACKET_ADDON_PATH = path.resolve(__dirname, '../../../../addon/build/Release/pbe_packet.node');
+
+let cached: PacketBinding | undefined;
+
+/** Load the addon once. The binding is injectable elsewhere (tests pass their own). */
+export function loadPacketBinding(): PacketBinding {
+  if (!cached) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      cached = require(PACKET_ADDON_PATH) as PacketBinding;
+    } catch (err) {
+      throw new Error(`failed to load the native addon at ${PACKET_ADDON_PATH} (run \`npm run build\`): ${(err as Error).message}`);
+    }
+  }
+  return cached;
+}
