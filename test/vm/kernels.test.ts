@@ -296,5 +296,21 @@ for (const kernel of KERNELS) {
     });
 
     for (const r of RUNS) assertRun(kernel, r, state);
+
+    test('the kernel-hook modes that ran give the same documents for the same traffic, apart from times, ports and pids', (t) => {
+      if (state.reason) return t.skip(state.reason);
+      const runs = RUNS.filter((r) => r.processes === 'both' && state.boot!.report.runs.get(r.name)?.docs.length);
+      assert.ok(runs.length >= 2, `fewer than two kernel-hook runs captured: ${runs.map((r) => r.name)}`);
+      // what the traffic decides: everything but times, ephemeral ports, pids and ids
+      const shape = (d: Doc) =>
+        JSON.stringify({
+          type: d.type, method: d.method, query: d.query, status: d.status, path: d.url?.path,
+          code: d.http?.response?.status_code, req: d.source?.bytes, res: d.destination?.bytes,
+          views: d.packetbeat_ebpf?.views, client: d.source?.process?.name, server: d.destination?.process?.name,
+        });
+      const sets = runs.map((r) => state.boot!.report.runs.get(r.name)!.docs.map(shape).sort());
+      for (let i = 1; i < sets.length; i++) assert.deepEqual(sets[i], sets[0], `${runs[i].name} vs ${runs[0].name}`);
+      t.diagnostic(`${kernel.suite}: identical across ${runs.map((r) => r.name).join(', ')}`);
+    });
   });
 }
