@@ -361,7 +361,8 @@ static __always_inline void emit_data_sized(struct pbe_inflight *st, __u32 len, 
 	}
 	e->cap_len = copied + tail_len;
 	e->tail_len = tail_len;
-	if (copied + tail_len < len)
+	/* a shadowed socket's payload is left out on purpose: not a cut */
+	if (copied + tail_len < len && !st->headless)
 		count(PBE_CNT_TRUNCATED, 1);
 	count(PBE_CNT_EVENTS, 1);
 	count(PBE_CNT_BYTES, copied + tail_len);

@@ -123,7 +123,7 @@ PBE_STATIC_ASSERT(sizeof(struct pbe_event) == PBE_EVENT_HEADER_SIZE, "abi: pbe_e
 enum pbe_counter {
 	PBE_CNT_EVENTS = 0,        /* events written to the ring buffer */
 	PBE_CNT_RINGBUF_DROPS = 1, /* events lost: ring buffer full */
-	PBE_CNT_TRUNCATED = 2,     /* DATA events whose payload was cut (cap_len < len) */
+	PBE_CNT_TRUNCATED = 2,     /* DATA events whose payload was cut (cap_len < len; not shadowed sockets') */
 	PBE_CNT_BYTES = 3,         /* payload bytes written to the ring buffer */
 	PBE_CNT_INFLIGHT_FULL = 4, /* syscalls not traced: in-flight map full */
 	PBE_CNT_READ_ERRORS = 5,   /* payload copies from user memory that failed */
