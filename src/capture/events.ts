@@ -9,7 +9,8 @@ export interface CaptureEvent {
   tsNs: number;
   /** ns, CLOCK_MONOTONIC, at syscall enter */
   enterNs: number;
-  cgroupId: bigint;
+  /** cgroup v2 id (kernfs inode number: exact, as those stay below 2^53) */
+  cgroupId: number;
   /** socket inode: identity of this end of the connection */
   sockId: number;
   tgid: number;
@@ -41,10 +42,41 @@ function u64(buf: Buffer, at: number): number {
   return buf.readUInt32LE(at + 4) * TWO_32 + buf.readUInt32LE(at);
 }
 
-function cString(buf: Buffer, at: number, size: number): string {
+// Events repeat a few addresses and task names: their text is cached (bounded),
+// decoding an event then allocates the event and its two buffer views only.
+const TEXT_CACHE_MAX = 4096;
+const v4Text = new Map<number, string>();
+const commText = new Map<string, string>();
+
+function ipv4At(buf: Buffer, at: number): string {
+  const key = buf.readUInt32LE(at);
+  let text = v4Text.get(key);
+  if (text === undefined) {
+    if (v4Text.size >= TEXT_CACHE_MAX) v4Text.clear();
+    text = formatIpv4(buf, at);
+    v4Text.set(key, text);
+  }
+  return text;
+}
+
+/** A v4-mapped IPv6 address (::ffff:a.b.c.d) is given as its IPv4 address. */
+function ipv6At(buf: Buffer, at: number): string {
+  if (buf.readUInt32LE(at) === 0 && buf.readUInt32LE(at + 4) === 0 && buf.readUInt32LE(at + 8) === 0xffff0000) return ipv4At(buf, at + 12);
+  return formatIpv6(buf, at);
+}
+
+/** The task name: NUL-terminated, at most `size` bytes (cached by its bytes, read as latin1 for the key). */
+function commAt(buf: Buffer, at: number, size: number): string {
   let end = at;
   while (end < at + size && buf[end] !== 0) end++;
-  return buf.toString('utf8', at, end);
+  const key = buf.toString('latin1', at, end);
+  let text = commText.get(key);
+  if (text === undefined) {
+    if (commText.size >= TEXT_CACHE_MAX) commText.clear();
+    text = buf.toString('utf8', at, end);
+    commText.set(key, text);
+  }
+  return text;
 }
 
 export class BatchFormatError extends Error {}
@@ -72,7 +104,7 @@ export function decodeBatch(batch: Buffer, onEvent: (event: CaptureEvent) => voi
       dir: batch[at + F.dir.offset] as EventDir,
       tsNs: u64(batch, at + F.ts_ns.offset),
       enterNs: u64(batch, at + F.enter_ns.offset),
-      cgroupId: batch.readBigUInt64LE(at + F.cgroup_id.offset),
+      cgroupId: u64(batch, at + F.cgroup_id.offset),
       sockId: u64(batch, at + F.sock_id.offset),
       tgid: batch.readUInt32LE(at + F.tgid.offset),
       tid: batch.readUInt32LE(at + F.tid.offset),
@@ -82,12 +114,12 @@ export function decodeBatch(batch: Buffer, onEvent: (event: CaptureEvent) => voi
       seq: batch.readUInt32LE(at + F.seq.offset),
       fd: batch.readUInt32LE(at + F.fd.offset),
       family,
-      localIp: v6 ? formatIpv6(batch, at + F.saddr.offset) : formatIpv4(batch, at + F.saddr.offset),
+      localIp: v6 ? ipv6At(batch, at + F.saddr.offset) : ipv4At(batch, at + F.saddr.offset),
       localPort: batch.readUInt16LE(at + F.sport.offset),
-      remoteIp: v6 ? formatIpv6(batch, at + F.daddr.offset) : formatIpv4(batch, at + F.daddr.offset),
+      remoteIp: v6 ? ipv6At(batch, at + F.daddr.offset) : ipv4At(batch, at + F.daddr.offset),
       remotePort: batch.readUInt16LE(at + F.dport.offset),
       source: batch[at + F.source.offset],
-      comm: cString(batch, at + F.comm.offset, F.comm.size),
+      comm: commAt(batch, at + F.comm.offset, F.comm.size),
       netns: batch.readUInt32LE(at + F.netns.offset),
       payload: batch.subarray(at + EVENT_HEADER_SIZE, end - tailLen),
       tail: batch.subarray(end - tailLen, end),
@@ -105,7 +137,7 @@ export function encodeEvent(e: Omit<CaptureEvent, 'localIp' | 'remoteIp'> & { lo
   };
   w64(F.ts_ns.offset, e.tsNs);
   w64(F.enter_ns.offset, e.enterNs);
-  b.writeBigUInt64LE(e.cgroupId, F.cgroup_id.offset);
+  w64(F.cgroup_id.offset, e.cgroupId);
   w64(F.sock_id.offset, e.sockId);
   b.writeUInt32LE(e.tgid, F.tgid.offset);
   b.writeUInt32LE(e.tid, F.tid.offset);

@@ -80,8 +80,23 @@ function seenBy(v: TransactionView | undefined, side: 'client' | 'server'): stri
   return v && (v.process ? side : 'wire');
 }
 
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
+// documents come in bursts from the same second: its text is reused, only the ms change
+let isoSecond = NaN;
+let isoPrefix = '';
+
+/** ISO 8601 UTC with milliseconds, as Date#toISOString (which it calls once per second). */
+export function iso(ms: number): string {
+  const whole = Math.trunc(ms); // as Date does
+  const second = Math.floor(whole / 1000);
+  if (second !== isoSecond) {
+    const text = new Date(second * 1000).toISOString();
+    // years past 9999 have another shape: no reuse for those
+    if (text.length !== 24) return new Date(whole).toISOString();
+    isoSecond = second;
+    isoPrefix = text.slice(0, 20);
+  }
+  const frac = whole - second * 1000;
+  return `${isoPrefix}${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}Z`;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** What identifies one transaction, whoever publishes it and however often. */
 export interface TransactionIdentity {
@@ -13,8 +13,9 @@ export interface TransactionIdentity {
   timestamp: string;
 }
 
-/** Bytes of the SHA-256 kept: 128 bits, 22 base64url characters. */
-const ID_BYTES = 16;
+/** The SHA-256 is cut to 128 bits: 22 base64url characters, the last holding 2 bits. */
+const ID_CHARS = 22;
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 
 /**
  * The transaction's `event.id`, also the document id in Elasticsearch/OpenSearch:
@@ -24,5 +25,8 @@ const ID_BYTES = 16;
  */
 export function transactionId(t: TransactionIdentity): string {
   const key = [t.communityId, t.protocol, t.views.join('+'), t.requestSeq ?? '', Math.round(t.startNs), t.timestamp].join('|');
-  return createHash('sha256').update(key).digest().subarray(0, ID_BYTES).toString('base64url');
+  // one-shot hash straight to text (no Hash object, no Buffer: a third of the cost);
+  // the 22nd character keeps only the 2 bits of the 16th byte, as if the digest were cut first
+  const full = hash('sha256', key, 'base64url');
+  return full.slice(0, ID_CHARS - 1) + B64URL[B64URL.indexOf(full[ID_CHARS - 1]) & 0b110000];
 }

@@ -180,7 +180,7 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
       dir,
       tsNs: ev.tsNs,
       enterNs: ev.tsNs,
-      cgroupId: 0n,
+      cgroupId: 0,
       sockId: SOCK_ID_BASE + flow.id * 2 + (client ? 1 : 0),
       tgid: owner?.pid ?? 0,
       tid: owner?.pid ?? 0,

@@ -54,7 +54,7 @@ export function createPcapSource(file: Buffer, options: PcapSourceOptions): Pcap
         dir: ev.dir,
         tsNs: ev.tsNs,
         enterNs: ev.tsNs,
-        cgroupId: 0n,
+        cgroupId: 0,
         sockId: f.id,
         tgid: 0,
         tid: 0,

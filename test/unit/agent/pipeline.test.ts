@@ -68,7 +68,7 @@ function event(s: SocketSpec, kind: EventKind, fields: Partial<CaptureEvent> = {
     dir: EventDir.EGRESS,
     tsNs: 5e12,
     enterNs: 5e12,
-    cgroupId: 1n,
+    cgroupId: 1,
     sockId: s.sockId,
     tgid: s.tgid,
     tid: s.tgid,

@@ -24,7 +24,7 @@ function input(over: Partial<EncodeInput>): EncodeInput {
     dir: EventDir.EGRESS,
     tsNs: 1_000_002_000,
     enterNs: 1_000_001_000,
-    cgroupId: 1234n,
+    cgroupId: 1234,
     sockId: 98765,
     tgid: 4242,
     tid: 4243,
@@ -66,7 +66,7 @@ const V4 = input({
   dir: EventDir.EGRESS,
   tsNs: 2 ** 52 + 12345, // above 2^32: both halves of the u64 matter
   enterNs: 2 ** 40 + 7,
-  cgroupId: 0xfedcba9876543210n, // needs all 64 bits
+  cgroupId: 2 ** 52 + 0x76543210, // above 2^32: both halves
   sockId: 2 ** 33 + 1,
   tgid: 4242,
   tid: 4250,

@@ -6,7 +6,7 @@ import { ConnTable, type Conn } from '../../../src/conn/table';
 
 function ev(sockId: number, kind: number, localPort: number, remotePort: number): CaptureEvent {
   return {
-    kind: kind as CaptureEvent['kind'], dir: 0, tsNs: 0, enterNs: 0, cgroupId: 0n, sockId, tgid: 100 + sockId, tid: 0, ppid: 1, uid: 0, len: 0, seq: 0, fd: 3,
+    kind: kind as CaptureEvent['kind'], dir: 0, tsNs: 0, enterNs: 0, cgroupId: 0, sockId, tgid: 100 + sockId, tid: 0, ppid: 1, uid: 0, len: 0, seq: 0, fd: 3,
     family: 4, localIp: '127.0.0.1', localPort, remoteIp: '127.0.0.1', remotePort, source: 0, comm: 'x', netns: 1, payload: Buffer.alloc(0), tail: Buffer.alloc(0),
   };
 }

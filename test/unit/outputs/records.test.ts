@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
@@ -52,6 +53,14 @@ describe('transaction ids (event.id)', () => {
   test('the same transaction, the same id; 22 base64url characters', () => {
     assert.equal(transactionId(base), transactionId({ ...base, views: [...base.views] }));
     assert.match(transactionId(base), /^[A-Za-z0-9_-]{22}$/);
+  });
+
+  test('the first 128 bits of the SHA-256 of the identity, base64url (stable across versions)', () => {
+    for (let i = 0; i < 200; i++) {
+      const t = { ...base, requestSeq: i * 7919, startNs: 987654321 + i };
+      const key = [t.communityId, t.protocol, t.views.join('+'), t.requestSeq, t.startNs, t.timestamp].join('|');
+      assert.equal(transactionId(t), createHash('sha256').update(key).digest().subarray(0, 16).toString('base64url'));
+    }
   });
 
   test('another flow, request position, start, view or protocol: another id', () => {

@@ -1,0 +1,143 @@
+/**
+ * The agent's user-space cost without the kernel's noise: a recording of the
+ * kernel's events for wrk → nginx (the agent's own `--record`, made here as
+ * root, or an existing one with --file) played through the real pipeline and
+ * the console output (NDJSON to /dev/null), several times. Reports CPU
+ * microseconds per transaction and per event, transactions/s on one core, and
+ * the heap after the plays. Playing is CPU-bound and single-threaded, so the
+ * figure is the agent's own cost per transaction, stable enough for before/after
+ * comparisons of the decoding path (`--cpu-prof` on node for where it goes).
+ *   node dist/bench/pipeline.js [--seconds S] [--plays N] [--file F.pberec]
+ * (--file: play F; when F does not exist yet, record it there first)
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createPipeline, TICK_MS } from '../src/agent/pipeline';
+import { decodeBatch } from '../src/capture/events';
+import { readRecording, type Recording } from '../src/capture/recording';
+import { validateConfig } from '../src/config';
+import { createProcessCache } from '../src/conn/process-info';
+import { createConsoleOutput } from '../src/outputs/console';
+import { createLogger } from '../src/util/logger';
+import { arg, REPO, report, runMain, summarize, waitLine } from './common';
+
+const PORT = 18310;
+const SECONDS = arg('seconds', 4);
+const PLAYS = arg('plays', 5);
+
+function fileArg(): string | undefined {
+  const i = process.argv.indexOf('--file');
+  return i > 0 ? process.argv[i + 1] : undefined;
+}
+
+/** Record the kernel's events of `seconds` of wrk → nginx with the agent's --record. */
+async function record(dir: string, file: string): Promise<string> {
+  fs.mkdirSync(path.join(dir, 'www'), { recursive: true });
+  const conf = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(
+    conf,
+    `daemon off; master_process off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 1000000; client_body_temp_path ${dir}/body;
+  server { listen 127.0.0.1:${PORT}; root ${dir}/www; location = /hello { default_type text/plain; return 200 "hello\\n"; } } }
+`,
+  );
+  const nginx = spawn('nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    const agent = spawn(process.execPath, [path.join(REPO, 'bin/packetbeat-ebpf'), 'run', '--ports', `http=${PORT}`, '--record', file, '--stats-interval', '0'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    await waitLine(agent, 'stderr', (l) => l.includes('"capturing"'));
+    // paced below saturation: a recording without ring-buffer drops
+    const pace = path.join(dir, 'pace.lua');
+    fs.writeFileSync(pace, 'function delay()\n  return 1\nend\n');
+    const r = spawnSync('wrk', ['-t1', '-c16', `-d${SECONDS}s`, '-s', pace, `http://127.0.0.1:${PORT}/hello`], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
+    await new Promise((res) => setTimeout(res, 1000));
+    const exited = new Promise((res) => agent.once('exit', res));
+    agent.kill('SIGINT');
+    await exited;
+  } finally {
+    nginx.kill('SIGTERM');
+  }
+  return file;
+}
+
+interface Play {
+  cpuUs: number;
+  transactions: number;
+  events: number;
+  heapMiB: number;
+}
+
+/** One play of the whole recording through a fresh pipeline, on the recording's clock. */
+function play(recording: Recording, devnull: fs.WriteStream): Play {
+  const config = validateConfig({ protocols: { http: { ports: [PORT] } } }, 'bench');
+  const { wallMs, monoNs } = recording.header;
+  let clockNs = 0;
+  let lastTickNs = 0;
+  const now = () => wallMs + (clockNs - monoNs) / 1e6;
+  const pipeline = createPipeline({
+    config,
+    outputs: [createConsoleOutput({ stream: devnull, maxQueuedBytes: Infinity })],
+    processes: createProcessCache({ now }),
+    logger: createLogger('silent'),
+    now,
+    monoNowNs: () => clockNs,
+    toWallMs: (ns) => wallMs + (ns - monoNs) / 1e6,
+  });
+  const t0 = process.cpuUsage();
+  for (const batch of recording.batches) {
+    decodeBatch(batch, (e) => {
+      if (e.tsNs > clockNs) clockNs = e.tsNs;
+      pipeline.onEvent(e);
+    });
+    pipeline.onBatchEnd();
+    if (clockNs - lastTickNs >= TICK_MS * 1e6) {
+      lastTickNs = clockNs;
+      pipeline.tick();
+    }
+  }
+  pipeline.flush();
+  const t = process.cpuUsage(t0);
+  const s = pipeline.stats();
+  return { cpuUs: t.user + t.system, transactions: s.transactions, events: s.events, heapMiB: process.memoryUsage().heapUsed / 2 ** 20 };
+}
+
+async function main(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-pipeline-bench-'));
+  try {
+    const given = fileArg();
+    const file = given !== undefined && fs.existsSync(given) ? given : await record(dir, given ?? path.join(dir, 'wrk.pberec'));
+    const recording = readRecording(file);
+    const devnull = fs.createWriteStream('/dev/null');
+    const plays: Play[] = [];
+    play(recording, devnull); // warm-up: JIT
+    for (let i = 0; i < PLAYS; i++) {
+      const p = play(recording, devnull);
+      plays.push(p);
+      process.stderr.write(`play ${i + 1}/${PLAYS}: ${p.transactions} txns, ${p.events} events, ${(p.cpuUs / p.transactions).toFixed(2)} cpu-us/txn\n`);
+      await new Promise((r) => setImmediate(r)); // let the console stream drain
+    }
+    devnull.end();
+    if (plays.some((p) => p.transactions === 0)) throw new Error('the recording holds no transactions');
+    const bytes = recording.batches.reduce((n, b) => n + b.length, 0);
+    report('pipeline', {
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), node: process.version },
+      recording: { source: fileArg() ?? `wrk -t1 -c16 -d${SECONDS}s (1 ms pace) → nginx "hello\\n"`, bytes, batches: recording.batches.length, transactions: plays[0].transactions, events: plays[0].events },
+      plays: PLAYS,
+      cpu_us_per_txn: summarize(plays.map((p) => p.cpuUs / p.transactions)),
+      cpu_seconds_per_10k_txns: { ...summarize(plays.map((p) => (p.cpuUs / p.transactions) * 1e-2)), target: 0.2 },
+      cpu_us_per_event: summarize(plays.map((p) => p.cpuUs / p.events)),
+      txns_per_s_one_core: summarize(plays.map((p) => p.transactions / (p.cpuUs / 1e6))),
+      heap_mib_after: summarize(plays.map((p) => p.heapMiB)),
+    });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+runMain(main);
