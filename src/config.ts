@@ -265,6 +265,12 @@ export const configSchema = z.strictObject({
   drain_interval_ms: z.number().int().min(1).max(1000).default(20),
   /** Smaller: lower added latency for the traced applications; larger: less agent CPU under load. */
   drain_min_interval_ms: z.number().int().min(1).max(1000).default(1),
+  /**
+   * The agent's CPU priority (nice, -20..19). Above 0 it cedes the CPU to the traced
+   * applications when the host is saturated: what it cannot drain then is dropped by
+   * the kernel and counted (ringbufDrops), the applications keep their speed.
+   */
+  nice: z.number().int().min(-20).max(19).default(0),
   /** Seconds between stats lines on stderr (0: only at exit). */
   stats_interval_s: z.number().min(0).default(30),
   setup: setup.prefault({}),

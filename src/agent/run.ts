@@ -1,3 +1,4 @@
+import * as os from 'node:os';
 import { CaptureStartError, hasBpfCapabilities } from '../capture/ebpf-source';
 import { hookCandidates, openKernelSource } from '../capture/select-mode';
 import type { CaptureSource } from '../capture/source';
@@ -9,6 +10,7 @@ import type { Output } from '../outputs/types';
 import { createModules, portMap } from '../protocols/registry';
 import { PROTOCOL_IDS } from '../protocols/types';
 import type { Logger } from '../util/logger';
+import { setProcessNice } from '../util/priority';
 import { createPacketModeSource } from './packet-mode';
 import { createPipeline, TICK_MS, type Pipeline } from './pipeline';
 
@@ -73,6 +75,11 @@ export interface AgentOptions {
 
 export function startAgent(config: Config, logger: Logger, { record }: AgentOptions = {}): RunningAgent {
   const log = logger.child({ component: 'agent' });
+  if (config.nice !== 0) {
+    // before the outputs start their threads: those inherit it
+    const { failures } = setProcessNice(config.nice);
+    if (failures.length > 0) log.warn({ nice: config.nice, failures: failures.slice(0, 3) }, 'could not set the CPU priority of every agent thread');
+  }
   const outputs: Output[] = createOutputs(config, logger);
   // a start that fails releases the outputs (spool locks, connections)
   const abandonOutputs = () => void Promise.all(outputs.map((o) => o.close?.()));
@@ -193,6 +200,6 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
     abandonOutputs();
     throw err instanceof CaptureStartError ? err : new CaptureStartError(`failed to start capture: ${(err as Error).message}`, undefined);
   }
-  log.info({ mode: source.mode, hooks: source.hooks, ports: kernelPorts(config).map(([p]) => p), pid: process.pid }, 'capturing');
+  log.info({ mode: source.mode, hooks: source.hooks, ports: kernelPorts(config).map(([p]) => p), pid: process.pid, nice: os.getPriority() }, 'capturing');
   return { stop: (reason) => stop(reason), done };
 }

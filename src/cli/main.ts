@@ -17,6 +17,7 @@ interface RunFlags {
   maxPayload?: number;
   pid?: number[];
   statsInterval?: number;
+  nice?: number;
   record?: string;
   mode?: string;
   kprobeVariant?: string;
@@ -46,6 +47,11 @@ function intArg(name: string) {
   };
 }
 
+function niceArg(v: string): number {
+  if (!/^-?\d+$/.test(v) || Number(v) < -20 || Number(v) > 19) throw new InvalidArgumentError('--nice must be a whole number from -20 to 19');
+  return Number(v);
+}
+
 function collect<T>(parse: (v: string) => T) {
   return (v: string, prev: T[] | undefined): T[] => [...(prev ?? []), parse(v)];
 }
@@ -59,6 +65,7 @@ export function loadConfig(flags: RunFlags): Config {
   }
   if (flags.maxPayload !== undefined) merged.max_payload = flags.maxPayload;
   if (flags.statsInterval !== undefined) merged.stats_interval_s = flags.statsInterval;
+  if (flags.nice !== undefined) merged.nice = flags.nice;
   if (flags.pid && flags.pid.length > 0) merged.pids = flags.pid;
   if (flags.mode !== undefined) merged.mode = flags.mode;
   if (flags.kprobeVariant !== undefined) merged.kprobe_variant = flags.kprobeVariant;
@@ -92,7 +99,7 @@ export function loadConfig(flags: RunFlags): Config {
     merged.protocols = protocols;
   }
   const otlpFlags = flags.otlp !== undefined || flags.otlpProtocol !== undefined || (flags.otlpHeader?.length ?? 0) > 0;
-  const withFlags = flags.ports || flags.maxPayload !== undefined || flags.es || flags.opensearch || flags.console === false || flags.mode || flags.kprobeVariant || otlpFlags;
+  const withFlags = flags.ports || flags.maxPayload !== undefined || flags.nice !== undefined || flags.es || flags.opensearch || flags.console === false || flags.mode || flags.kprobeVariant || otlpFlags;
   return validateConfig(merged, withFlags ? `${origin} and flags` : origin);
 }
 
@@ -114,6 +121,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--max-payload <bytes>', 'bytes of payload head copied per syscall (64-16384)', intArg('--max-payload'))
     .option('--pid <pid>', 'trace only this process (repeatable)', collect(intArg('--pid')))
     .option('--stats-interval <seconds>', 'seconds between stats lines on stderr (0: only at exit)', intArg('--stats-interval'))
+    .option('--nice <n>', "the agent's CPU priority, -20..19 (above 0: it yields to the traced applications on a saturated host; what it cannot keep up with is dropped and counted)", niceArg)
     .option('--record <file>', 'also write the raw kernel events to FILE (for tests and bug reports)')
     .option('--kprobe-variant <variant>', 'hooks of the kprobe mode: auto, fentry, kprobe')
     .option('--es <url>', 'also ship to this Elasticsearch node (repeatable; output.elasticsearch.hosts)', collect(String))

@@ -76,6 +76,7 @@ describe('validateConfig: defaults', () => {
     assert.equal(c.drain_interval_ms, 20);
     assert.equal(c.drain_min_interval_ms, 1);
     assert.equal(c.stats_interval_s, 30);
+    assert.equal(c.nice, 0);
     assert.deepEqual(c.output.console, { enabled: true, pretty: false });
     assert.equal(c.output.otlp.enabled, false);
   });
@@ -162,6 +163,13 @@ describe('validateConfig: errors name the key', () => {
     assert.match(configError(() => validateConfig({ max_payload: 100.5 }, 't')).message, /max_payload:/);
     assert.equal(validateConfig({ max_payload: 16384 }, 't').max_payload, 16384);
     assert.equal(validateConfig({ max_payload: 64 }, 't').max_payload, 64);
+  });
+
+  test('nice: -20..19, whole; the --nice flag over the file', () => {
+    for (const bad of [-21, 20, 1.5]) assert.match(configError(() => validateConfig({ nice: bad }, 't')).message, /nice:/);
+    assert.equal(validateConfig({ nice: 19 }, 't').nice, 19);
+    assert.equal(validateConfig({ nice: -20 }, 't').nice, -20);
+    assert.equal(loadConfig({ config: writeYaml('nice: 5\n'), nice: 10 }).nice, 10);
   });
 
   test('ring_buffer_bytes must be a power of two of at least a page', () => {
