@@ -95,8 +95,8 @@ export interface AgentOptions {
   statsIntervalS?: number;
   /** Each periodic stats line of the agent. */
   onStats?: (stats: Record<string, any>) => void;
-  /** Each document line as the agent writes it; the documents are then not kept (long runs). */
-  onDoc?: (line: string) => void;
+  /** Each document, read back from the file after the load; the documents are then not kept (large runs). */
+  onDoc?: (doc: Record<string, any>) => void;
 }
 
 export interface AgentRun<T> {
@@ -111,7 +111,7 @@ export interface AgentRun<T> {
   stats: Record<string, any>;
 }
 
-/** The agent (documents to a file, or to `onDoc`) around `load`; its CPU counted from start of load to 1 s after. */
+/** The agent (documents to a file, read after the load) around `load`; its CPU counted from start of load to 1 s after. */
 export async function withAgent<T>(
   args: string[],
   dir: string,
@@ -119,12 +119,11 @@ export async function withAgent<T>(
   { statsIntervalS = 0, onStats, onDoc }: AgentOptions = {},
 ): Promise<AgentRun<Awaited<T>>> {
   const docsFile = path.join(dir, 'docs.ndjson');
-  const out = onDoc ? 'pipe' : fs.openSync(docsFile, 'w');
+  const out = fs.openSync(docsFile, 'w');
   const child = spawn(process.execPath, [path.join(REPO, 'bin/packetbeat-ebpf'), 'run', '--stats-interval', String(statsIntervalS), ...args], {
     stdio: ['ignore', out, 'pipe'],
   });
-  if (typeof out === 'number') fs.closeSync(out);
-  if (onDoc) readline.createInterface({ input: child.stdout! }).on('line', onDoc);
+  fs.closeSync(out);
   // 'close': the process exited and every line of its output was read
   const closed = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
   let stats: Record<string, any> = {};
@@ -163,15 +162,14 @@ export async function withAgent<T>(
   const rssPeak = statusMiB(pid, 'VmHWM');
   child.kill('SIGINT');
   await closed;
-  let docs: Array<Record<string, any>> = [];
-  if (!onDoc) {
-    docs = fs
-      .readFileSync(docsFile, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Record<string, any>);
-    fs.rmSync(docsFile);
+  const docs: Array<Record<string, any>> = [];
+  for await (const l of readline.createInterface({ input: fs.createReadStream(docsFile), crlfDelay: Infinity })) {
+    if (!l) continue;
+    const doc = JSON.parse(l) as Record<string, any>;
+    if (onDoc) onDoc(doc);
+    else docs.push(doc);
   }
+  fs.rmSync(docsFile);
   return { result, docs, cpuSeconds: cpu, rssMiB: rss, rssPeakMiB: rssPeak, stats };
 }
 
@@ -194,9 +192,9 @@ export function writeResult(name: string, summary: object): string {
   return out;
 }
 
-/** Write the result file (unless --no-write), print its summary (without the per-round detail), say where it went. */
-export function report(name: string, summary: Record<string, unknown>): void {
-  const { rounds: _omit, ...short } = summary;
+/** Write the result file (unless --no-write), print its summary (without the per-round detail: `detail` keys), say where it went. */
+export function report(name: string, summary: Record<string, unknown>, detail: string[] = ['rounds']): void {
+  const short = Object.fromEntries(Object.entries(summary).filter(([k]) => !detail.includes(k)));
   process.stdout.write(JSON.stringify(short, null, 2) + '\n');
   if (NO_WRITE) process.stderr.write('--no-write: no result file written\n');
   else process.stderr.write(`written to ${writeResult(name, summary)}\n`);
@@ -219,7 +217,13 @@ export async function waitPort(port: number, timeoutMs = 10_000): Promise<void> 
   }
 }
 
-/** argv that runs `cmd` with the open-file limit raised to `nofile` (sh's ulimit; root may raise the hard limit). */
+/** The hard limit on open files of this process (what a child may raise its own limit to). */
+export function hardNofile(): number {
+  const m = /^Max open files\s+\S+\s+(\S+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+  return m?.[1] === 'unlimited' ? Infinity : Number(m?.[1] ?? NaN);
+}
+
+/** argv that runs `cmd` with its open-file limit raised to `nofile` (sh's ulimit, up to the hard limit). */
 function withNofile(cmd: string, args: string[], nofile?: number): [string, string[]] {
   return nofile ? ['sh', ['-c', `ulimit -n ${nofile} && exec "$@"`, 'sh', cmd, ...args]] : [cmd, args];
 }
@@ -251,9 +255,11 @@ http { access_log off; keepalive_requests 1000000; client_body_temp_path ${dir}/
 `,
   );
   const [cmd, args] = withNofile('nginx', ['-c', conf, '-p', dir], nofile);
-  const child = spawn(cmd, args, { stdio: 'ignore' });
-  const exited = new Promise((r) => child.once('exit', r));
-  await Promise.race([waitPort(port), exited.then(() => Promise.reject(new Error(`nginx exited: ${fs.readFileSync(`${dir}/error.log`, 'utf8')}`)))]);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  const exited = new Promise((r) => child.once('close', r));
+  await Promise.race([waitPort(port), exited.then(() => Promise.reject(new Error(`nginx exited: ${stderr}`)))]);
   return {
     async stop() {
       child.kill('SIGTERM');
@@ -351,17 +357,33 @@ export interface HttpTally {
   wrong: number;
   /** GET /hello without a response: in flight when the load stopped */
   unanswered: number;
+  /** a response whose request was lost (kernel drops): "Unmatched response", neither a transaction nor wrong */
+  unmatched: number;
+  /** the first few wrong documents, abridged */
+  wrongSample: unknown[];
 }
 
-export const newHttpTally = (): HttpTally => ({ transactions: 0, wrong: 0, unanswered: 0 });
+const WRONG_SAMPLE = 3;
+
+export const newHttpTally = (): HttpTally => ({ transactions: 0, wrong: 0, unanswered: 0, unmatched: 0, wrongSample: [] });
 
 export function countHttpDoc(t: HttpTally, d: Record<string, any>, urlPath = '/hello'): void {
   if (d.http?.response === undefined && d.method === 'GET' && d.url?.path === urlPath) {
     t.unanswered++;
     return;
   }
-  if (d.method !== 'GET' || d.url?.path !== urlPath || d.http?.response?.status_code !== 200) t.wrong++;
-  else t.transactions++;
+  if (d.method === 'GET' && d.url?.path === urlPath && d.http?.response?.status_code === 200) {
+    t.transactions++;
+    return;
+  }
+  if (d.type === 'http' && d.error?.message === 'Unmatched response') {
+    t.unmatched++;
+    return;
+  }
+  t.wrong++;
+  if (t.wrongSample.length < WRONG_SAMPLE) {
+    t.wrongSample.push({ type: d.type, method: d.method, url: d.url?.original, status_code: d.http?.response?.status_code, status: d.status, error: d.error, event: d.event, views: d.packetbeat_ebpf?.views });
+  }
 }
 
 /** Run a benchmark's main; a failure prints its stack and exits 1. */

@@ -27,6 +27,7 @@ import {
   withAgent,
   withFloor,
   wrk as runWrk,
+  type HttpTally,
   type WrkResult,
 } from './common';
 
@@ -45,10 +46,7 @@ function wrk(seconds: number, paced = false): WrkResult {
   return runWrk({ port: PORT, connections: CONNECTIONS, seconds, script: paced ? pace : undefined });
 }
 
-interface AgentRound extends WrkResult {
-  transactions: number;
-  wrong: number;
-  unanswered: number;
+interface AgentRound extends WrkResult, HttpTally {
   cpuSeconds: number;
   rssMiB: number;
   kernel: Record<string, number>;
@@ -129,7 +127,9 @@ async function main(): Promise<void> {
     },
     completeness_at_saturation: { median: r3(median(completeness)), spread: spread(completeness).map(r3) },
     wrong_documents: rounds.reduce((n, r) => n + r.agent.wrong + r.agentPaced.wrong, 0),
+    wrong_sample: rounds.flatMap((r) => [...r.agent.wrongSample, ...r.agentPaced.wrongSample]).slice(0, 3),
     unanswered_at_stop: rounds.reduce((n, r) => n + r.agent.unanswered + r.agentPaced.unanswered, 0),
+    unmatched_after_drops: rounds.reduce((n, r) => n + r.agent.unmatched + r.agentPaced.unmatched, 0),
     kernel_ringbuf_drops: rounds.map((r) => r.agent.kernel.ringbufDrops ?? null),
     agent_cpu_seconds_per_10k_txns: { median: r3(median(cpuPer10k)), spread: spread(cpuPer10k).map(r3), target: 0.2 },
     agent_events_per_s: Math.round(median(rounds.map((r) => r.agent.eventsPerS))),
