@@ -102,6 +102,8 @@ interface AgentRound extends PgbenchResult {
   documents: number;
   /** any other document: counted as missing */
   wrong: number;
+  /** pgbench's SELECT whose answer was lost to kernel drops ("Unmatched request"): missing, accounted for */
+  unmatchedDocs: number;
   /** pgbench's own setup queries (PGBENCH_SETUP_SQL) */
   other: number;
   wrongSample: unknown[];
@@ -110,6 +112,8 @@ interface AgentRound extends PgbenchResult {
   kernel: Record<string, number>;
   unmatched: number;
   parseErrors: number;
+  /** bytes the decoders skipped over (lost to drops) */
+  gapBytes: number;
 }
 
 async function agentRound(dir: string): Promise<AgentRound> {
@@ -117,6 +121,7 @@ async function agentRound(dir: string): Promise<AgentRound> {
   let documents = 0;
   let wrong = 0;
   let other = 0;
+  let unmatchedDocs = 0;
   const wrongSample: unknown[] = [];
   const maxAid = 100_000 * SCALE;
   for (const d of run.docs) {
@@ -128,6 +133,7 @@ async function agentRound(dir: string): Promise<AgentRound> {
     const m = SELECT_SQL.exec(query);
     const aidOk = PROTOCOL !== 'simple' || (m !== null && Number(m[1]) >= 1 && Number(m[1]) <= maxAid);
     if (m && aidOk && d.type === 'pgsql' && d.method === 'SELECT' && d.status === 'OK' && d.pgsql?.num_rows === 1) documents++;
+    else if (m && aidOk && d.type === 'pgsql' && d.error?.message === 'Unmatched request') unmatchedDocs++;
     else {
       wrong++;
       if (wrongSample.length < 3) wrongSample.push({ type: d.type, query, method: d.method, status: d.status, pgsql: d.pgsql, error: d.error });
@@ -137,6 +143,7 @@ async function agentRound(dir: string): Promise<AgentRound> {
     ...run.result,
     documents,
     wrong,
+    unmatchedDocs,
     other,
     wrongSample,
     cpuSeconds: run.cpuSeconds,
@@ -144,6 +151,7 @@ async function agentRound(dir: string): Promise<AgentRound> {
     kernel: run.stats.kernel ?? {},
     unmatched: run.stats.unmatched ?? NaN,
     parseErrors: run.stats.parse_errors ?? NaN,
+    gapBytes: run.stats.gap_bytes ?? NaN,
   };
 }
 
@@ -166,7 +174,7 @@ async function main(): Promise<void> {
       rounds.push({ off, floor, agent });
       process.stderr.write(
         `round ${i + 1}/${ROUNDS}: tps off ${off.tps.toFixed(0)}, floor ${floor.tps.toFixed(0)}, agent ${agent.tps.toFixed(0)} ` +
-          `(${agent.documents}/${agent.transactions} txns, ${agent.wrong} wrong, ${agent.cpuSeconds.toFixed(2)} cpu-s, drops ${agent.kernel.ringbufDrops ?? '?'})\n`,
+          `(${agent.documents}/${agent.transactions} txns, ${agent.unmatchedDocs} unanswered after drops, ${agent.wrong} wrong, ${agent.cpuSeconds.toFixed(2)} cpu-s, drops ${agent.kernel.ringbufDrops ?? '?'})\n`,
       );
     }
   } finally {
@@ -197,7 +205,11 @@ async function main(): Promise<void> {
     wrong_documents: rounds.reduce((n, r) => n + r.agent.wrong, 0),
     ...(wrongSample.length > 0 ? { wrong_sample: wrongSample } : {}),
     other_documents: rounds.map((r) => r.agent.other),
+    unanswered_after_drops: rounds.map((r) => r.agent.unmatchedDocs),
     kernel_ringbuf_drops: rounds.map((r) => r.agent.kernel.ringbufDrops ?? null),
+    gap_bytes: rounds.map((r) => r.agent.gapBytes),
+    /** to weigh the drops: how many kernel events one pgbench transaction makes */
+    kernel_events_per_transaction: summarize(rounds.map((r) => (r.agent.kernel.events + r.agent.kernel.ringbufDrops) / r.agent.transactions)),
     unmatched: rounds.map((r) => r.agent.unmatched),
     parse_errors: rounds.map((r) => r.agent.parseErrors),
     agent_cpu_seconds_per_10k_txns: summarize(rounds.map((r) => (r.agent.cpuSeconds / r.agent.documents) * 1e4)),

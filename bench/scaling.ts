@@ -66,6 +66,7 @@ interface CaseRun extends HttpTally {
   rssPeakMiB: number;
   kernel: Record<string, number>;
   parseErrors: number;
+  gapBytes: number;
 }
 
 /** `c.processes` wrk processes at once, each with its connections, all for SECONDS. */
@@ -93,6 +94,7 @@ async function runCase(c: Case, dir: string): Promise<CaseRun> {
     rssPeakMiB: run.rssPeakMiB,
     kernel: run.stats.kernel ?? {},
     parseErrors: run.stats.parse_errors ?? NaN,
+    gapBytes: run.stats.gap_bytes ?? NaN,
   };
 }
 
@@ -146,6 +148,7 @@ async function main(): Promise<void> {
           kernel_ringbuf_drops: rs.map((r) => r.kernel.ringbufDrops ?? null),
           kernel_inflight_full: rs.map((r) => r.kernel.inflightFull ?? null),
           parse_errors: rs.map((r) => r.parseErrors),
+          gap_bytes: rs.map((r) => r.gapBytes),
         },
       ];
     }),
