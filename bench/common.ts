@@ -1,6 +1,8 @@
 /** What every benchmark here needs: arguments, process accounting, the agent and the floor, statistics. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 
@@ -8,7 +10,35 @@ export const REPO = path.resolve(__dirname, '../..');
 
 export function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+  if (i < 0) return fallback;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isFinite(v)) throw new Error(`--${name} wants a number, got ${process.argv[i + 1]}`);
+  return v;
+}
+
+/** A string option, one of `choices`. */
+export function choiceArg<C extends string>(name: string, choices: readonly C[], fallback: C): C {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = process.argv[i + 1] as C;
+  if (!choices.includes(v)) throw new Error(`--${name} wants one of ${choices.join(', ')}, got ${v}`);
+  return v;
+}
+
+/** `--no-write`: print the summary, write no file under bench/results (for short validation runs). */
+export const NO_WRITE = process.argv.includes('--no-write');
+
+/** Fail clearly when a tool the benchmark drives is not installed. */
+export function requireTools(tools: Record<string, string>): void {
+  const missing = Object.entries(tools).filter(([tool]) => spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status !== 0);
+  if (missing.length > 0) {
+    throw new Error(`missing ${missing.map(([t]) => t).join(', ')}: apt-get install ${[...new Set(missing.map(([, pkg]) => pkg))].join(' ')}`);
+  }
+}
+
+/** The machine a result was measured on. */
+export function machine(): Record<string, unknown> {
+  return { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), node: process.version };
 }
 
 export function cpuSeconds(pid: number): number {
@@ -17,10 +47,13 @@ export function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
-export function rssMiB(pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+/** One field of /proc/PID/status in MiB (VmRSS, VmHWM, RssAnon, ...). */
+export function statusMiB(pid: number, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
 }
+
+export const rssMiB = (pid: number): number => statusMiB(pid, 'VmRSS');
 
 export async function waitLine(child: ChildProcess, stream: 'stdout' | 'stderr', pred: (l: string) => boolean): Promise<void> {
   await new Promise<void>((resolve, reject) => {
@@ -35,12 +68,16 @@ export async function waitLine(child: ChildProcess, stream: 'stdout' | 'stderr',
   });
 }
 
+const FLOOR = path.join(REPO, 'bench/floor/floor');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /** The capture floor (bench/floor/floor.c) around `load`. */
-export async function withFloor<T>(ports: number[], seconds: number, load: () => T): Promise<T> {
-  const floor = spawn(path.join(REPO, 'bench/floor/floor'), [ports.join(','), String(seconds + 30)], { stdio: ['ignore', 'pipe', 'inherit'] });
+export async function withFloor<T>(ports: number[], seconds: number, load: () => T | Promise<T>): Promise<Awaited<T>> {
+  if (!fs.existsSync(FLOOR)) throw new Error(`${FLOOR} is not built: make -C bench/floor`);
+  const floor = spawn(FLOOR, [ports.join(','), String(seconds + 30)], { stdio: ['ignore', 'pipe', 'inherit'] });
   await waitLine(floor, 'stdout', (l) => l === 'ready');
   try {
-    return load();
+    return await load();
   } finally {
     const exited = new Promise((r) => floor.once('exit', r));
     floor.kill('SIGINT');
@@ -48,47 +85,92 @@ export async function withFloor<T>(ports: number[], seconds: number, load: () =>
   }
 }
 
+/** What a load run under the agent may look at. */
+export interface AgentHandle {
+  pid: number;
+}
+
+export interface AgentOptions {
+  /** Seconds between the agent's stats lines (0: only the last one, at exit). */
+  statsIntervalS?: number;
+  /** Each periodic stats line of the agent. */
+  onStats?: (stats: Record<string, any>) => void;
+  /** Each document, read back from the file after the load; the documents are then not kept (large runs). */
+  onDoc?: (doc: Record<string, any>) => void;
+}
+
 export interface AgentRun<T> {
   result: T;
-  /** Documents the agent wrote (NDJSON lines). */
+  /** Documents the agent wrote (NDJSON lines); empty when they went to `onDoc`. */
   docs: Array<Record<string, any>>;
   cpuSeconds: number;
+  /** Resident memory right after the load, and its peak over the agent's life (VmHWM). */
   rssMiB: number;
+  rssPeakMiB: number;
   /** The agent's last stats line. */
   stats: Record<string, any>;
 }
 
-/** The agent (documents to a file) around `load`; its CPU counted from start of load to 1 s after. */
-export async function withAgent<T>(args: string[], dir: string, load: () => T): Promise<AgentRun<T>> {
+/** The agent (documents to a file, read after the load) around `load`; its CPU counted from start of load to 1 s after. */
+export async function withAgent<T>(
+  args: string[],
+  dir: string,
+  load: (agent: AgentHandle) => T | Promise<T>,
+  { statsIntervalS = 0, onStats, onDoc }: AgentOptions = {},
+): Promise<AgentRun<Awaited<T>>> {
   const docsFile = path.join(dir, 'docs.ndjson');
-  const fd = fs.openSync(docsFile, 'w');
-  const child = spawn(process.execPath, [path.join(REPO, 'bin/packetbeat-ebpf'), 'run', '--stats-interval', '0', ...args], {
-    stdio: ['ignore', fd, 'pipe'],
+  const out = fs.openSync(docsFile, 'w');
+  const child = spawn(process.execPath, [path.join(REPO, 'bin/packetbeat-ebpf'), 'run', '--stats-interval', String(statsIntervalS), ...args], {
+    stdio: ['ignore', out, 'pipe'],
   });
-  fs.closeSync(fd);
+  fs.closeSync(out);
+  // 'close': the process exited and every line of its output was read
+  const closed = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
   let stats: Record<string, any> = {};
-  const stderr = readline.createInterface({ input: child.stderr! });
-  await new Promise<void>((resolve) =>
-    stderr.on('line', (l) => {
-      if (l.includes('"capturing"')) resolve();
-      if (l.includes('"stopping"')) stats = JSON.parse(l).stats;
-    }),
-  );
-  const cpu0 = cpuSeconds(child.pid!);
-  const result = load();
-  const rss = rssMiB(child.pid!);
-  await new Promise((r) => setTimeout(r, 1000)); // let the agent finish what was captured
-  const cpu = cpuSeconds(child.pid!) - cpu0;
-  const exited = new Promise((r) => child.once('exit', r));
+  const lastLines: string[] = [];
+  const capturing = new Promise<void>((resolve, reject) => {
+    readline.createInterface({ input: child.stderr! }).on('line', (l) => {
+      lastLines.push(l);
+      if (lastLines.length > 5) lastLines.shift();
+      let line: Record<string, any>;
+      try {
+        line = JSON.parse(l);
+      } catch {
+        return;
+      }
+      if (line.msg === 'capturing') resolve();
+      else if (line.msg === 'stats') onStats?.(line.stats);
+      else if (line.msg === 'stopping') stats = line.stats;
+    });
+    void closed.then((code) => reject(new Error(`the agent exited (${code}) before capturing:\n${lastLines.join('\n')}`)));
+  });
+  await capturing;
+  const pid = child.pid!;
+  const cpu0 = cpuSeconds(pid);
+  let result: Awaited<T>;
+  try {
+    result = await load({ pid });
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the agent exited (${child.exitCode ?? child.signalCode}) during the load:\n${lastLines.join('\n')}`);
+  } catch (err) {
+    child.kill('SIGINT');
+    await closed;
+    throw err;
+  }
+  const rss = rssMiB(pid);
+  await sleep(1000); // let the agent finish what was captured
+  const cpu = cpuSeconds(pid) - cpu0;
+  const rssPeak = statusMiB(pid, 'VmHWM');
   child.kill('SIGINT');
-  await exited;
-  const docs = fs
-    .readFileSync(docsFile, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, any>);
+  await closed;
+  const docs: Array<Record<string, any>> = [];
+  for await (const l of readline.createInterface({ input: fs.createReadStream(docsFile), crlfDelay: Infinity })) {
+    if (!l) continue;
+    const doc = JSON.parse(l) as Record<string, any>;
+    if (onDoc) onDoc(doc);
+    else docs.push(doc);
+  }
   fs.rmSync(docsFile);
-  return { result, docs, cpuSeconds: cpu, rssMiB: rss, stats };
+  return { result, docs, cpuSeconds: cpu, rssMiB: rss, rssPeakMiB: rssPeak, stats };
 }
 
 export const median = (xs: number[]): number => {
@@ -110,12 +192,198 @@ export function writeResult(name: string, summary: object): string {
   return out;
 }
 
-/** Write the result file, print its summary (without the per-round detail), say where it went. */
-export function report(name: string, summary: Record<string, unknown>): void {
-  const out = writeResult(name, summary);
-  const { rounds: _omit, ...short } = summary;
+/** Write the result file (unless --no-write), print its summary (without the per-round detail: `detail` keys), say where it went. */
+export function report(name: string, summary: Record<string, unknown>, detail: string[] = ['rounds']): void {
+  const short = Object.fromEntries(Object.entries(summary).filter(([k]) => !detail.includes(k)));
   process.stdout.write(JSON.stringify(short, null, 2) + '\n');
-  process.stderr.write(`written to ${out}\n`);
+  if (NO_WRITE) process.stderr.write('--no-write: no result file written\n');
+  else process.stderr.write(`written to ${writeResult(name, summary)}\n`);
+}
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:port. */
+export async function waitPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+/** The hard limit on open files of this process (what a child may raise its own limit to). */
+export function hardNofile(): number {
+  const m = /^Max open files\s+\S+\s+(\S+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+  return m?.[1] === 'unlimited' ? Infinity : Number(m?.[1] ?? NaN);
+}
+
+/** argv that runs `cmd` with its open-file limit raised to `nofile` (sh's ulimit, up to the hard limit). */
+function withNofile(cmd: string, args: string[], nofile?: number): [string, string[]] {
+  return nofile ? ['sh', ['-c', `ulimit -n ${nofile} && exec "$@"`, 'sh', cmd, ...args]] : [cmd, args];
+}
+
+export interface Nginx {
+  stop(): Promise<void>;
+}
+
+export interface NginxOptions {
+  /** events.worker_connections; above ~1000 also give `nofile`. */
+  workerConnections?: number;
+  /** Open-file limit for nginx. */
+  nofile?: number;
+  /** listen backlog (the kernel caps it at net.core.somaxconn). */
+  backlog?: number;
+}
+
+/** nginx (apt), one process, on 127.0.0.1:port, answering GET /hello with "hello\n" (keep-alive). */
+export async function startNginx(dir: string, port: number, { workerConnections = 1024, nofile, backlog }: NginxOptions = {}): Promise<Nginx> {
+  fs.mkdirSync(path.join(dir, 'www'), { recursive: true });
+  const conf = path.join(dir, 'nginx.conf');
+  const listen = `127.0.0.1:${port}${backlog ? ` backlog=${backlog}` : ''}`;
+  fs.writeFileSync(
+    conf,
+    `daemon off; master_process off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/error.log;${nofile ? ` worker_rlimit_nofile ${nofile};` : ''}
+events { worker_connections ${workerConnections}; }
+http { access_log off; keepalive_requests 1000000; client_body_temp_path ${dir}/body;
+  server { listen ${listen}; root ${dir}/www; location = /hello { default_type text/plain; return 200 "hello\\n"; } } }
+`,
+  );
+  const [cmd, args] = withNofile('nginx', ['-c', conf, '-p', dir], nofile);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  const exited = new Promise((r) => child.once('close', r));
+  await Promise.race([waitPort(port), exited.then(() => Promise.reject(new Error(`nginx exited: ${stderr}`)))]);
+  return {
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+export interface WrkOptions {
+  port: number;
+  connections: number;
+  seconds: number;
+  threads?: number;
+  /** A Lua script (e.g. paceScript()). */
+  script?: string;
+  timeoutS?: number;
+  /** Open-file limit for wrk (connections + a few). */
+  nofile?: number;
+}
+
+export interface WrkResult {
+  requests: number;
+  rps: number;
+  p50us: number;
+  p99us: number;
+  /** connect/read/write/timeout errors, and non-2xx/3xx answers; 0 when wrk printed none */
+  errors: { connect: number; read: number; write: number; timeout: number; status: number };
+}
+
+function wrkArgv({ port, connections, seconds, threads = 1, script, timeoutS, nofile }: WrkOptions): [string, string[]] {
+  const args = [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency'];
+  if (timeoutS) args.push('--timeout', `${timeoutS}s`);
+  if (script) args.push('-s', script);
+  return withNofile('wrk', [...args, `http://127.0.0.1:${port}/hello`], nofile);
+}
+
+function parseLatency(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
+  if (!m) return NaN;
+  return Number(m[1]) * (m[2] === 'us' ? 1 : m[2] === 'ms' ? 1000 : 1e6);
+}
+
+function parseWrk(out: string): WrkResult {
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
+  if (!Number.isFinite(requests)) throw new Error(`wrk printed no request count:\n${out}`);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    requests,
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
+    p50us: parseLatency(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? ''),
+    p99us: parseLatency(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? ''),
+    errors: {
+      connect: Number(sock?.[1] ?? 0),
+      read: Number(sock?.[2] ?? 0),
+      write: Number(sock?.[3] ?? 0),
+      timeout: Number(sock?.[4] ?? 0),
+      status: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
+    },
+  };
+}
+
+/** wrk against nginx's /hello (blocks until wrk's -d is over). */
+export function wrk(options: WrkOptions): WrkResult {
+  const [cmd, args] = wrkArgv(options);
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`wrk failed (${r.status ?? r.signal}): ${r.stderr}`);
+  return parseWrk(r.stdout);
+}
+
+/** wrk without blocking the event loop (several at once, or sampling while it runs). */
+export async function wrkAsync(options: WrkOptions): Promise<WrkResult> {
+  const [cmd, args] = wrkArgv(options);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+  const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
+  if (code !== 0) throw new Error(`wrk failed (${code}): ${err}`);
+  return parseWrk(out);
+}
+
+/** A wrk script that waits `delayMs` before each request of a connection: a fixed rate below saturation. */
+export function paceScript(dir: string, delayMs: number): string {
+  const file = path.join(dir, `pace-${delayMs}.lua`);
+  fs.writeFileSync(file, `function delay()\n  return ${delayMs}\nend\n`);
+  return file;
+}
+
+/** HTTP documents for GET /hello checked against what wrk sent. */
+export interface HttpTally {
+  /** answered GET /hello with 200 */
+  transactions: number;
+  /** anything else (another method, path or status): counted as missing, not as a transaction */
+  wrong: number;
+  /** GET /hello without a response: in flight when the load stopped */
+  unanswered: number;
+  /** a response whose request was lost (kernel drops): "Unmatched response", neither a transaction nor wrong */
+  unmatched: number;
+  /** the first few wrong documents, abridged */
+  wrongSample: unknown[];
+}
+
+const WRONG_SAMPLE = 3;
+
+export const newHttpTally = (): HttpTally => ({ transactions: 0, wrong: 0, unanswered: 0, unmatched: 0, wrongSample: [] });
+
+export function countHttpDoc(t: HttpTally, d: Record<string, any>, urlPath = '/hello'): void {
+  if (d.http?.response === undefined && d.method === 'GET' && d.url?.path === urlPath) {
+    t.unanswered++;
+    return;
+  }
+  if (d.method === 'GET' && d.url?.path === urlPath && d.http?.response?.status_code === 200) {
+    t.transactions++;
+    return;
+  }
+  if (d.type === 'http' && d.error?.message === 'Unmatched response') {
+    t.unmatched++;
+    return;
+  }
+  t.wrong++;
+  if (t.wrongSample.length < WRONG_SAMPLE) {
+    t.wrongSample.push({ type: d.type, method: d.method, url: d.url?.original, status_code: d.http?.response?.status_code, status: d.status, error: d.error, event: d.event, views: d.packetbeat_ebpf?.views });
+  }
 }
 
 /** Run a benchmark's main; a failure prints its stack and exits 1. */

@@ -8,11 +8,28 @@
  * Every load is bounded (wrk -d), on loopback, and stops by itself.
  *   node dist/bench/http.js [--rounds N] [--seconds S] [--connections C]
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { arg, median, r3, spread, withAgent, withFloor, report, runMain } from './common';
+import {
+  arg,
+  countHttpDoc,
+  machine,
+  median,
+  newHttpTally,
+  paceScript,
+  r3,
+  report,
+  requireTools,
+  runMain,
+  spread,
+  startNginx,
+  withAgent,
+  withFloor,
+  wrk as runWrk,
+  type HttpTally,
+  type WrkResult,
+} from './common';
 
 const PORT = 18300;
 
@@ -20,56 +37,16 @@ const ROUNDS = arg('rounds', 5);
 const SECONDS = arg('seconds', 5);
 const CONNECTIONS = arg('connections', 16);
 
-interface WrkResult {
-  requests: number;
-  rps: number;
-  p50us: number;
-  p99us: number;
-}
-
-function parseLatency(v: string): number {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
-  if (!m) return NaN;
-  return Number(m[1]) * (m[2] === 'us' ? 1 : m[2] === 'ms' ? 1000 : 1e6);
-}
-
 /** Milliseconds each connection waits before its next request at the fixed rate. */
 const FIXED_DELAY_MS = arg('delay-ms', 2);
-let paceScript = '';
+let pace = '';
 
 /** wrk at saturation, or paced (a Lua delay() per request: a fixed rate well below it). */
 function wrk(seconds: number, paced = false): WrkResult {
-  const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency'];
-  if (paced) args.push('-s', paceScript);
-  const r = spawnSync('wrk', [...args, `http://127.0.0.1:${PORT}/hello`], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
-  const out = r.stdout;
-  return {
-    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN),
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
-    p50us: parseLatency(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? ''),
-    p99us: parseLatency(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? ''),
-  };
+  return runWrk({ port: PORT, connections: CONNECTIONS, seconds, script: paced ? pace : undefined });
 }
 
-function startNginx(dir: string): ChildProcess {
-  fs.mkdirSync(path.join(dir, 'www'), { recursive: true });
-  const conf = path.join(dir, 'nginx.conf');
-  fs.writeFileSync(
-    conf,
-    `daemon off; master_process off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000; client_body_temp_path ${dir}/body;
-  server { listen 127.0.0.1:${PORT}; root ${dir}/www; location = /hello { default_type text/plain; return 200 "hello\\n"; } } }
-`,
-  );
-  return spawn('nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });
-}
-
-interface AgentRound extends WrkResult {
-  transactions: number;
-  wrong: number;
-  unanswered: number;
+interface AgentRound extends WrkResult, HttpTally {
   cpuSeconds: number;
   rssMiB: number;
   kernel: Record<string, number>;
@@ -81,23 +58,12 @@ async function agentRound(seconds: number, dir: string, paced = false): Promise<
   const run = await withAgent(['--ports', `http=${PORT}`], dir, () => wrk(seconds, paced));
   // every document is checked against what wrk sent; requests in flight when wrk
   // stops are reported unanswered: not a completed request
-  let transactions = 0;
-  let wrong = 0;
-  let unanswered = 0;
-  for (const d of run.docs) {
-    if (d.http?.response === undefined && d.method === 'GET' && d.url?.path === '/hello') {
-      unanswered++;
-      continue;
-    }
-    transactions++;
-    if (d.method !== 'GET' || d.url?.path !== '/hello' || d.http?.response?.status_code !== 200) wrong++;
-  }
+  const tally = newHttpTally();
+  for (const d of run.docs) countHttpDoc(tally, d);
   const elapsed = seconds + 1;
   return {
     ...run.result,
-    transactions,
-    wrong,
-    unanswered,
+    ...tally,
     cpuSeconds: run.cpuSeconds,
     rssMiB: run.rssMiB,
     kernel: run.stats.kernel ?? {},
@@ -111,11 +77,10 @@ async function floorRound(seconds: number): Promise<WrkResult> {
 }
 
 async function main(): Promise<void> {
+  requireTools({ nginx: 'nginx-light', wrk: 'wrk' });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-bench-'));
-  const nginx = startNginx(dir);
-  await new Promise((r) => setTimeout(r, 500));
-  paceScript = path.join(dir, 'pace.lua');
-  fs.writeFileSync(paceScript, `function delay()\n  return ${FIXED_DELAY_MS}\nend\n`);
+  const nginx = await startNginx(dir, PORT);
+  pace = paceScript(dir, FIXED_DELAY_MS);
   const rounds: Array<{ off: WrkResult; floor: WrkResult; agent: AgentRound; offPaced: WrkResult; agentPaced: AgentRound }> = [];
   try {
     wrk(1); // warm up
@@ -133,7 +98,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    nginx.kill('SIGTERM');
+    await nginx.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
   const floorRatio = rounds.map((r) => r.floor.rps / r.off.rps);
@@ -146,7 +111,7 @@ async function main(): Promise<void> {
   const pacedP50 = rounds.map((r) => r.agentPaced.p50us / r.offPaced.p50us);
   const pacedP99 = rounds.map((r) => r.agentPaced.p99us / r.offPaced.p99us);
   const summary = {
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), node: process.version },
+    machine: machine(),
     load: { tool: 'wrk', threads: 1, connections: CONNECTIONS, seconds: SECONDS, rounds: ROUNDS, response: 'nginx "hello\\n", keep-alive' },
     floor_vs_untraced_rps: { median: r3(median(floorRatio)), spread: spread(floorRatio).map(r3) },
     agent_vs_untraced_rps: { median: r3(median(agentRatio)), spread: spread(agentRatio).map(r3) },
@@ -162,7 +127,9 @@ async function main(): Promise<void> {
     },
     completeness_at_saturation: { median: r3(median(completeness)), spread: spread(completeness).map(r3) },
     wrong_documents: rounds.reduce((n, r) => n + r.agent.wrong + r.agentPaced.wrong, 0),
+    wrong_sample: rounds.flatMap((r) => [...r.agent.wrongSample, ...r.agentPaced.wrongSample]).slice(0, 3),
     unanswered_at_stop: rounds.reduce((n, r) => n + r.agent.unanswered + r.agentPaced.unanswered, 0),
+    unmatched_after_drops: rounds.reduce((n, r) => n + r.agent.unmatched + r.agentPaced.unmatched, 0),
     kernel_ringbuf_drops: rounds.map((r) => r.agent.kernel.ringbufDrops ?? null),
     agent_cpu_seconds_per_10k_txns: { median: r3(median(cpuPer10k)), spread: spread(cpuPer10k).map(r3), target: 0.2 },
     agent_events_per_s: Math.round(median(rounds.map((r) => r.agent.eventsPerS))),

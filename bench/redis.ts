@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { arg, summarize, withAgent, withFloor, report, runMain } from './common';
+import { arg, machine, requireTools, summarize, withAgent, withFloor, report, runMain } from './common';
 
 const PORT = 18320;
 const ROUNDS = arg('rounds', 5);
@@ -33,6 +33,7 @@ function redisBenchmark(): LoadResult {
 const total = (l: LoadResult) => Object.values(l.rps).reduce((a, b) => a + b, 0);
 
 async function main(): Promise<void> {
+  requireTools({ 'redis-server': 'redis-server', 'redis-benchmark': 'redis-tools' });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-redis-bench-'));
   const server = spawn('redis-server', ['--port', String(PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 500));
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
     fs.rmSync(dir, { recursive: true, force: true });
   }
   const summary = {
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), node: process.version },
+    machine: machine(),
     load: { tool: 'redis-benchmark', tests: 'set,get', requests_per_test: REQUESTS, pipeline: PIPELINE, clients: 16, rounds: ROUNDS },
     floor_vs_untraced_rps: summarize(rounds.map((r) => total(r.floor) / total(r.off))),
     agent_vs_untraced_rps: summarize(rounds.map((r) => total(r.agent) / total(r.off))),

@@ -14,7 +14,7 @@ import { replayCapture } from '../src/agent/replay';
 import { validateConfig } from '../src/config';
 import type { Output } from '../src/outputs/types';
 import { createLogger } from '../src/util/logger';
-import { arg, report, runMain } from './common';
+import { arg, report, requireTools, runMain } from './common';
 
 const PORT = 18310;
 
@@ -47,6 +47,7 @@ http { access_log off; keepalive_requests 1000000; sendfile off; server { listen
 }
 
 async function main(): Promise<void> {
+  requireTools({ nginx: 'nginx-light', wrk: 'wrk', tcpdump: 'tcpdump' });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-replay-bench-'));
   const file = path.join(dir, 'http.pcap');
   try {

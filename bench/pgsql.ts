@@ -1,0 +1,222 @@
+/**
+ * PostgreSQL benchmark: a private PostgreSQL 15 (apt; started like the
+ * integration tests, test/helpers/databases.ts) driven by pgbench's built-in
+ * select-only script (`pgbench -S`: one `SELECT abalance FROM pgbench_accounts
+ * WHERE aid = ...` per transaction), rounds alternating untraced / capture
+ * floor / full agent. The query protocol is `-M simple` by default (the aid is
+ * in the query text, so every document can be checked against the script);
+ * `--protocol extended|prepared` runs the others. Latency average, p50 and p99
+ * come from pgbench's per-transaction log (--log). Prints and writes
+ * bench/results/pgsql-<date>.json.
+ *   node dist/bench/pgsql.js [--rounds N] [--seconds S] [--clients C] [--scale S] [--protocol simple|extended|prepared] [--no-write]
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { startPostgres } from '../test/helpers/databases';
+import { arg, choiceArg, machine, median, r3, report, requireTools, runMain, summarize, withAgent, withFloor } from './common';
+
+const PORT = 18330;
+
+const ROUNDS = arg('rounds', 5);
+const SECONDS = arg('seconds', 5);
+const CLIENTS = arg('clients', 8);
+const THREADS = Math.min(2, CLIENTS);
+/** pgbench scale: 100,000 pgbench_accounts rows per unit */
+const SCALE = arg('scale', 1);
+const PROTOCOL = choiceArg('protocol', ['simple', 'extended', 'prepared'] as const, 'simple');
+
+/** What pgbench -S sends: the aid inline with -M simple, a parameter otherwise. */
+const SELECT_SQL = PROTOCOL === 'simple' ? /^SELECT abalance FROM pgbench_accounts WHERE aid = (\d+)$/ : /^SELECT abalance FROM pgbench_accounts WHERE aid = \$1$/;
+/** What pgbench asks once per run before the clients start (the scale, whether pgbench_accounts is partitioned). */
+const PGBENCH_SETUP_SQL = [/^select count\(\*\) from pgbench_branches$/, /^select o\.n, p\.partstrat, /];
+
+interface PgbenchResult {
+  /** "number of transactions actually processed" */
+  transactions: number;
+  /** "number of failed transactions" (PostgreSQL 15 reports it; 0 if absent) */
+  failed: number;
+  /** "tps = ... (without initial connection time)" */
+  tps: number;
+  /** from the per-transaction log: one line per transaction, latency in µs */
+  logged: number;
+  latencyAvgMs: number;
+  latencyStddevMs: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+function pgbenchArgs(): string[] {
+  return ['-h', '127.0.0.1', '-p', String(PORT), '-U', 'postgres'];
+}
+
+/** Quantile of sorted values (nearest rank). */
+const quantile = (sorted: Float64Array, q: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+
+/** pgbench -S for SECONDS; latency figures from its --log files (removed after). */
+function pgbench(dir: string): PgbenchResult {
+  const logDir = fs.mkdtempSync(path.join(dir, 'log-'));
+  const prefix = path.join(logDir, 'pgbench');
+  const args = [...pgbenchArgs(), '-n', '-S', '-M', PROTOCOL, '-c', String(CLIENTS), '-j', String(THREADS), '-T', String(SECONDS), '--log', `--log-prefix=${prefix}`, 'postgres'];
+  const r = spawnSync('pgbench', args, { encoding: 'utf8', cwd: logDir });
+  if (r.status !== 0) throw new Error(`pgbench failed (${r.status ?? r.signal}): ${r.stderr}${r.stdout}`);
+  const out = r.stdout;
+  const transactions = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? NaN);
+  const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1] ?? NaN);
+  if (!Number.isFinite(transactions) || !Number.isFinite(tps)) throw new Error(`pgbench printed no transaction count or tps:\n${out}`);
+  // log lines: client_id transaction_no time(µs) script_no time_epoch time_us
+  const latencies: number[] = [];
+  for (const f of fs.readdirSync(logDir)) {
+    for (const line of fs.readFileSync(path.join(logDir, f), 'utf8').split('\n')) {
+      if (!line) continue;
+      const us = Number(line.split(' ')[2]);
+      if (!Number.isFinite(us)) throw new Error(`unexpected pgbench log line in ${f}: ${line}`);
+      latencies.push(us);
+    }
+  }
+  fs.rmSync(logDir, { recursive: true, force: true });
+  const sorted = Float64Array.from(latencies).sort();
+  const mean = latencies.reduce((a, b) => a + b, 0) / latencies.length;
+  const variance = latencies.reduce((a, b) => a + (b - mean) ** 2, 0) / latencies.length;
+  return {
+    transactions,
+    failed: Number(/number of failed transactions: (\d+)/.exec(out)?.[1] ?? 0),
+    tps,
+    logged: latencies.length,
+    latencyAvgMs: mean / 1000,
+    latencyStddevMs: Math.sqrt(variance) / 1000,
+    p50Ms: quantile(sorted, 0.5) / 1000,
+    p99Ms: quantile(sorted, 0.99) / 1000,
+  };
+}
+
+/** Median over rounds of pgbench's latency figures, ms. */
+function latency(rs: PgbenchResult[]): Record<string, number> {
+  const m = (f: (r: PgbenchResult) => number) => r3(median(rs.map(f)));
+  return { average: m((r) => r.latencyAvgMs), stddev: m((r) => r.latencyStddevMs), p50: m((r) => r.p50Ms), p99: m((r) => r.p99Ms) };
+}
+
+interface AgentRound extends PgbenchResult {
+  /** documents of pgbench's SELECT with the script's text, an aid in range, one row, status OK */
+  documents: number;
+  /** any other document: counted as missing */
+  wrong: number;
+  /** pgbench's SELECT whose answer was lost to kernel drops ("Unmatched request"): missing, accounted for */
+  unmatchedDocs: number;
+  /** pgbench's own setup queries (PGBENCH_SETUP_SQL) */
+  other: number;
+  wrongSample: unknown[];
+  cpuSeconds: number;
+  rssMiB: number;
+  kernel: Record<string, number>;
+  unmatched: number;
+  parseErrors: number;
+  /** bytes the decoders skipped over (lost to drops) */
+  gapBytes: number;
+}
+
+async function agentRound(dir: string): Promise<AgentRound> {
+  const run = await withAgent(['--ports', `pgsql=${PORT}`], dir, () => pgbench(dir));
+  let documents = 0;
+  let wrong = 0;
+  let other = 0;
+  let unmatchedDocs = 0;
+  const wrongSample: unknown[] = [];
+  const maxAid = 100_000 * SCALE;
+  for (const d of run.docs) {
+    const query = String(d.query ?? '');
+    if (d.type === 'pgsql' && PGBENCH_SETUP_SQL.some((re) => re.test(query))) {
+      other++;
+      continue;
+    }
+    const m = SELECT_SQL.exec(query);
+    const aidOk = PROTOCOL !== 'simple' || (m !== null && Number(m[1]) >= 1 && Number(m[1]) <= maxAid);
+    if (m && aidOk && d.type === 'pgsql' && d.method === 'SELECT' && d.status === 'OK' && d.pgsql?.num_rows === 1) documents++;
+    else if (m && aidOk && d.type === 'pgsql' && d.error?.message === 'Unmatched request') unmatchedDocs++;
+    else {
+      wrong++;
+      if (wrongSample.length < 3) wrongSample.push({ type: d.type, query, method: d.method, status: d.status, pgsql: d.pgsql, error: d.error });
+    }
+  }
+  return {
+    ...run.result,
+    documents,
+    wrong,
+    unmatchedDocs,
+    other,
+    wrongSample,
+    cpuSeconds: run.cpuSeconds,
+    rssMiB: run.rssMiB,
+    kernel: run.stats.kernel ?? {},
+    unmatched: run.stats.unmatched ?? NaN,
+    parseErrors: run.stats.parse_errors ?? NaN,
+    gapBytes: run.stats.gap_bytes ?? NaN,
+  };
+}
+
+async function main(): Promise<void> {
+  requireTools({ pgbench: 'postgresql', pg_isready: 'postgresql', runuser: 'util-linux' });
+  const pg = await startPostgres(PORT);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-pgsql-bench-'));
+  const rounds: Array<{ off: PgbenchResult; floor: PgbenchResult; agent: AgentRound }> = [];
+  try {
+    const init = spawnSync('pgbench', [...pgbenchArgs(), '-i', '-q', '-s', String(SCALE), 'postgres'], { encoding: 'utf8' });
+    if (init.status !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
+    for (let i = 0; i < ROUNDS; i++) {
+      const off = pgbench(dir);
+      const floor = await withFloor([PORT], SECONDS, () => pgbench(dir));
+      const agent = await agentRound(dir);
+      for (const [mode, r] of [['untraced', off], ['floor', floor], ['agent', agent]] as const) {
+        // pgbench's log has a line per transaction: a check on the count it prints
+        if (r.logged !== r.transactions) throw new Error(`${mode}: pgbench logged ${r.logged} transactions but reported ${r.transactions}`);
+      }
+      rounds.push({ off, floor, agent });
+      process.stderr.write(
+        `round ${i + 1}/${ROUNDS}: tps off ${off.tps.toFixed(0)}, floor ${floor.tps.toFixed(0)}, agent ${agent.tps.toFixed(0)} ` +
+          `(${agent.documents}/${agent.transactions} txns, ${agent.unmatchedDocs} unanswered after drops, ${agent.wrong} wrong, ${agent.cpuSeconds.toFixed(2)} cpu-s, drops ${agent.kernel.ringbufDrops ?? '?'})\n`,
+      );
+    }
+  } finally {
+    await pg.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  const wrongSample = rounds.flatMap((r) => r.agent.wrongSample).slice(0, 3);
+  const summary = {
+    machine: machine(),
+    load: {
+      tool: 'pgbench',
+      script: 'select-only (-S): SELECT abalance FROM pgbench_accounts WHERE aid = :aid',
+      protocol: PROTOCOL,
+      clients: CLIENTS,
+      threads: THREADS,
+      scale: SCALE,
+      seconds: SECONDS,
+      rounds: ROUNDS,
+      server: 'PostgreSQL 15 (Debian), fsync=off, on 127.0.0.1',
+    },
+    floor_vs_untraced_tps: summarize(rounds.map((r) => r.floor.tps / r.off.tps)),
+    agent_vs_untraced_tps: summarize(rounds.map((r) => r.agent.tps / r.off.tps)),
+    agent_vs_floor_tps: { ...summarize(rounds.map((r) => r.agent.tps / r.floor.tps)), target: 0.95 },
+    latency_ms: { untraced: latency(rounds.map((r) => r.off)), floor: latency(rounds.map((r) => r.floor)), agent: latency(rounds.map((r) => r.agent)) },
+    agent_p99_vs_untraced: summarize(rounds.map((r) => r.agent.p99Ms / r.off.p99Ms)),
+    completeness: summarize(rounds.map((r) => r.agent.documents / r.agent.transactions)),
+    pgbench_failed_transactions: rounds.reduce((n, r) => n + r.off.failed + r.floor.failed + r.agent.failed, 0),
+    wrong_documents: rounds.reduce((n, r) => n + r.agent.wrong, 0),
+    ...(wrongSample.length > 0 ? { wrong_sample: wrongSample } : {}),
+    other_documents: rounds.map((r) => r.agent.other),
+    unanswered_after_drops: rounds.map((r) => r.agent.unmatchedDocs),
+    kernel_ringbuf_drops: rounds.map((r) => r.agent.kernel.ringbufDrops ?? null),
+    gap_bytes: rounds.map((r) => r.agent.gapBytes),
+    /** to weigh the drops: how many kernel events one pgbench transaction makes */
+    kernel_events_per_transaction: summarize(rounds.map((r) => (r.agent.kernel.events + r.agent.kernel.ringbufDrops) / r.agent.transactions)),
+    unmatched: rounds.map((r) => r.agent.unmatched),
+    parse_errors: rounds.map((r) => r.agent.parseErrors),
+    agent_cpu_seconds_per_10k_txns: summarize(rounds.map((r) => (r.agent.cpuSeconds / r.agent.documents) * 1e4)),
+    agent_rss_mib: r3(median(rounds.map((r) => r.agent.rssMiB))),
+    rounds: rounds.map((r) => ({ ...r, agent: { ...r.agent, wrongSample: undefined } })),
+  };
+  report('pgsql', summary);
+}
+
+runMain(main);
