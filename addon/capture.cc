@@ -18,6 +18,7 @@ extern "C" {
 #include <bpf/libbpf.h>
 #include "capture.h"
 #include "capture.skel.h"
+#include "signals-held.h"
 }
 
 namespace {
@@ -160,7 +161,10 @@ class Capture : public Napi::ObjectWrap<Capture> {
       Destroy();
       return;
     }
-    err = capture_bpf__load(skel_);
+    {
+      pbe::SignalsHeld held;  // a pending signal makes the verifier give up
+      err = capture_bpf__load(skel_);
+    }
     if (err) {
       ThrowErrno(env, "load BPF programs", err);
       Destroy();

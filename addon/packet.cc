@@ -26,6 +26,7 @@ extern "C" {
 }
 
 #include "ring-drain.h"
+#include "signals-held.h"
 #include "sock-diag.h"
 
 namespace {
@@ -132,7 +133,10 @@ class PacketCapture : public Napi::ObjectWrap<PacketCapture> {
       Destroy();
       return;
     }
-    err = packet_bpf__load(skel_);
+    {
+      pbe::SignalsHeld held;  // a pending signal makes the verifier give up
+      err = packet_bpf__load(skel_);
+    }
     if (err) {
       ThrowErrno(env, "load BPF programs", err);
       Destroy();
