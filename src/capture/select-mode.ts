@@ -60,9 +60,13 @@ export function openKernelSource(
       if (!hasBpfCapabilities() && (err.code === 'EPERM' || err.code === 'EACCES')) throw err;
     }
   }
-  const what = candidates.includes('syscall') ? (candidates.length === 1 ? 'the syscall mode' : 'no capture mode') : `the kprobe mode (${candidates.join(' or ')} hooks)`;
+  const what = candidates.includes('syscall')
+    ? candidates.length === 1
+      ? 'the syscall mode cannot run'
+      : 'no capture mode can run'
+    : `the kprobe mode (${candidates.join(' or ')} hooks) cannot run`;
   throw new CaptureStartError(
-    `${what} cannot run on this kernel:\n${attempts.map((a) => `  ${a.hooks}: ${a.error}`).join('\n')}`,
+    `${what} on this kernel:\n${attempts.map((a) => `  ${a.hooks}: ${a.error}`).join('\n')}`,
     attempts[attempts.length - 1]?.code,
   );
 }

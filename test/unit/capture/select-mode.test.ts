@@ -55,6 +55,17 @@ describe('capture mode selection', () => {
     );
   });
 
+  test('auto, when nothing attaches: "no capture mode can run", each attempt named', () => {
+    assert.throws(
+      () => openKernelSource(base, ['fentry', 'kprobe', 'syscall'], opener({ fentry: ['EPERM', 'a'], kprobe: ['ENOENT', 'b'], syscall: ['EAGAIN', 'c'] }, [])),
+      (err: Error) => err.message === 'no capture mode can run on this kernel:\n  fentry: a\n  kprobe: b\n  syscall: c',
+    );
+    assert.throws(
+      () => openKernelSource(base, ['syscall'], opener({ syscall: ['EACCES', 'c'] }, [])),
+      (err: Error) => err.message === 'the syscall mode cannot run on this kernel:\n  syscall: c',
+    );
+  });
+
   test('a kernel without BTF gets a message naming it, before anything is loaded', () => {
     const tried: HookSet[] = [];
     assert.throws(
