@@ -10,7 +10,7 @@
  *   node dist/bench/pipeline.js [--seconds S] [--plays N] [--file F.pberec]
  * (--file: play F; when F does not exist yet, record it there first)
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -21,7 +21,7 @@ import { validateConfig } from '../src/config';
 import { createProcessCache } from '../src/conn/process-info';
 import { createConsoleOutput } from '../src/outputs/console';
 import { createLogger } from '../src/util/logger';
-import { arg, REPO, report, runMain, summarize, waitLine } from './common';
+import { arg, machine, paceScript, REPO, report, requireTools, runMain, startNginx, summarize, waitLine, wrk } from './common';
 
 const PORT = 18310;
 const SECONDS = arg('seconds', 4);
@@ -32,36 +32,23 @@ function fileArg(): string | undefined {
   return i > 0 ? process.argv[i + 1] : undefined;
 }
 
-/** Record the kernel's events of `seconds` of wrk → nginx with the agent's --record. */
+/** Record the kernel's events of `seconds` of paced wrk → nginx with the agent's --record. */
 async function record(dir: string, file: string): Promise<string> {
-  fs.mkdirSync(path.join(dir, 'www'), { recursive: true });
-  const conf = path.join(dir, 'nginx.conf');
-  fs.writeFileSync(
-    conf,
-    `daemon off; master_process off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000; client_body_temp_path ${dir}/body;
-  server { listen 127.0.0.1:${PORT}; root ${dir}/www; location = /hello { default_type text/plain; return 200 "hello\\n"; } } }
-`,
-  );
-  const nginx = spawn('nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });
+  requireTools({ nginx: 'nginx-light', wrk: 'wrk' });
+  const nginx = await startNginx(dir, PORT);
   try {
-    await new Promise((r) => setTimeout(r, 500));
     const agent = spawn(process.execPath, [path.join(REPO, 'bin/packetbeat-ebpf'), 'run', '--ports', `http=${PORT}`, '--record', file, '--stats-interval', '0'], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     await waitLine(agent, 'stderr', (l) => l.includes('"capturing"'));
     // paced below saturation: a recording without ring-buffer drops
-    const pace = path.join(dir, 'pace.lua');
-    fs.writeFileSync(pace, 'function delay()\n  return 1\nend\n');
-    const r = spawnSync('wrk', ['-t1', '-c16', `-d${SECONDS}s`, '-s', pace, `http://127.0.0.1:${PORT}/hello`], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
+    wrk({ port: PORT, connections: 16, seconds: SECONDS, script: paceScript(dir, 1) });
     await new Promise((res) => setTimeout(res, 1000));
     const exited = new Promise((res) => agent.once('exit', res));
     agent.kill('SIGINT');
     await exited;
   } finally {
-    nginx.kill('SIGTERM');
+    await nginx.stop();
   }
   return file;
 }
@@ -126,7 +113,7 @@ async function main(): Promise<void> {
     if (plays.some((p) => p.transactions === 0)) throw new Error('the recording holds no transactions');
     const bytes = recording.batches.reduce((n, b) => n + b.length, 0);
     report('pipeline', {
-      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), node: process.version },
+      machine: machine(),
       recording: { source: fileArg() ?? `wrk -t1 -c16 -d${SECONDS}s (1 ms pace) → nginx "hello\\n"`, bytes, batches: recording.batches.length, transactions: plays[0].transactions, events: plays[0].events },
       plays: PLAYS,
       cpu_us_per_txn: summarize(plays.map((p) => p.cpuUs / p.transactions)),
