@@ -77,8 +77,8 @@ async function agentRound(seconds: number, dir: string, paced = false, nice = 0)
   };
 }
 
-async function floorRound(seconds: number): Promise<WrkResult> {
-  return withFloor([PORT], seconds, () => wrk(seconds));
+async function floorRound(seconds: number, paced = false): Promise<WrkResult> {
+  return withFloor([PORT], seconds, () => wrk(seconds, paced));
 }
 
 async function main(): Promise<void> {
@@ -92,6 +92,7 @@ async function main(): Promise<void> {
     agent: AgentRound;
     niced: AgentRound;
     offPaced: WrkResult;
+    floorPaced: WrkResult;
     agentPaced: AgentRound;
     nicedPaced: AgentRound;
   }> = [];
@@ -103,14 +104,15 @@ async function main(): Promise<void> {
       const agent = await agentRound(SECONDS, dir);
       const niced = await agentRound(SECONDS, dir, false, NICE);
       const offPaced = wrk(SECONDS, true);
+      const floorPaced = await floorRound(SECONDS, true);
       const agentPaced = await agentRound(SECONDS, dir, true);
       const nicedPaced = await agentRound(SECONDS, dir, true, NICE);
-      rounds.push({ off, floor, agent, niced, offPaced, agentPaced, nicedPaced });
+      rounds.push({ off, floor, agent, niced, offPaced, floorPaced, agentPaced, nicedPaced });
       process.stderr.write(
         `round ${i + 1}/${ROUNDS}: off ${off.rps.toFixed(0)} rps, floor ${floor.rps.toFixed(0)}, agent ${agent.rps.toFixed(0)} ` +
           `(${agent.transactions}/${agent.requests} txns, ${agent.cpuSeconds.toFixed(2)} cpu-s, drops ${agent.kernel.ringbufDrops ?? '?'}); ` +
           `nice ${NICE}: ${niced.rps.toFixed(0)} rps (${niced.transactions}/${niced.requests} txns, drops ${niced.kernel.ringbufDrops ?? '?'}); ` +
-          `paced: p99 ${offPaced.p99us}us off, ${agentPaced.p99us}us agent, ${nicedPaced.p99us}us niced, ` +
+          `paced: p99 ${offPaced.p99us}us off, ${floorPaced.p99us}us floor, ${agentPaced.p99us}us agent, ${nicedPaced.p99us}us niced, ` +
           `${agentPaced.transactions}/${agentPaced.requests} txns, niced ${nicedPaced.transactions}/${nicedPaced.requests}\n`,
       );
     }
@@ -139,6 +141,9 @@ async function main(): Promise<void> {
       requests_per_s: Math.round(median(rounds.map((r) => r.offPaced.rps))),
       agent_p50_vs_untraced: { median: r3(median(pacedP50)), spread: spread(pacedP50).map(r3) },
       agent_p99_vs_untraced: { median: r3(median(pacedP99)), spread: spread(pacedP99).map(r3), target: 1.1 },
+      // the kernel side alone (same hooks, same copies, nothing decoded): what no user-space work can remove
+      floor_p99_vs_untraced: summarize(rounds.map((r) => r.floorPaced.p99us / r.offPaced.p99us)),
+      agent_p99_vs_floor: summarize(rounds.map((r) => r.agentPaced.p99us / r.floorPaced.p99us)),
       completeness: { median: r3(median(pacedCompleteness)), spread: spread(pacedCompleteness).map(r3), target: 0.999 },
       kernel_ringbuf_drops: rounds.map((r) => r.agentPaced.kernel.ringbufDrops ?? null),
     },
@@ -168,6 +173,7 @@ async function main(): Promise<void> {
       agent_cpu_seconds_per_10k_txns: summarize(rounds.map((r) => (r.niced.cpuSeconds / Math.max(1, r.niced.transactions)) * 1e4)),
       fixed_rate_p99_vs_untraced: { ...summarize(rounds.map((r) => r.nicedPaced.p99us / r.offPaced.p99us)), target: 1.1 },
       fixed_rate_p50_vs_untraced: summarize(rounds.map((r) => r.nicedPaced.p50us / r.offPaced.p50us)),
+      fixed_rate_p99_vs_floor: summarize(rounds.map((r) => r.nicedPaced.p99us / r.floorPaced.p99us)),
       fixed_rate_completeness: { ...summarize(rounds.map((r) => r.nicedPaced.transactions / r.nicedPaced.requests)), target: 0.999 },
       wrong_documents: rounds.reduce((n, r) => n + r.niced.wrong + r.nicedPaced.wrong, 0),
     },
