@@ -122,7 +122,9 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const portProtocol = portMap(config, modules);
 
   const inferring = new Map<Conn, Inference>();
-  let awaiting: AwaitingServer[] = [];
+  // client views waiting for their shadow server's marks, per server socket in order
+  const awaiting = new Map<Conn, AwaitingServer[]>();
+  let awaitingCount = 0;
   let lastIdleSweepMs = now();
   let verdicts: Array<[number, VerdictName]> = [];
   const table = new ConnTable({
@@ -244,8 +246,12 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       const peer = table.peerOf(conn);
       const marks = peer && states.get(peer)?.shadow;
       if (peer && marks) {
-        awaiting.push({ client: view, clientConn: conn, server: peer, marks, deadlineMs: now() + config.join_window_ms });
-        resolveAwaiting(false);
+        const queue = awaiting.get(peer);
+        const w: AwaitingServer = { client: view, clientConn: conn, server: peer, marks, deadlineMs: now() + config.join_window_ms };
+        if (queue) queue.push(w);
+        else awaiting.set(peer, [w]);
+        awaitingCount++;
+        resolveServer(peer, false);
         return;
       }
     }
@@ -314,34 +320,33 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   }
 
   /**
-   * Pair client views with their shadow server's timing. Per server socket in
-   * order (its marks are trimmed as views resolve); a view whose server events
-   * were lost, or that waited past its deadline, is emitted alone.
+   * Pair client views with their shadow server's timing, per server socket in
+   * order (its marks are trimmed as views resolve): when a view is offered, when
+   * the server's marks come, and on every tick. A view whose server events were
+   * lost, or that waited past its deadline, is emitted alone.
    */
-  function resolveAwaiting(force: boolean): void {
-    if (awaiting.length === 0) return;
-    const blocked = new Set<Conn>();
-    const still: AwaitingServer[] = [];
-    for (const w of awaiting) {
-      if (blocked.has(w.server)) {
-        still.push(w);
-        continue;
-      }
+  function resolveServer(server: Conn, force: boolean): void {
+    const queue = awaiting.get(server);
+    if (!queue) return;
+    let done = 0;
+    for (; done < queue.length; done++) {
+      const w = queue[done];
       const timing = serverTiming(w);
-      if (timing === 'pending' && !force && now() < w.deadlineMs) {
-        blocked.add(w.server);
-        still.push(w);
-        continue;
-      }
+      if (timing === 'pending' && !force && now() < w.deadlineMs) break;
       if (typeof timing === 'string') {
         joiner.emitNow({ client: w.client });
         continue;
       }
-      const s = w.server;
-      const server: TransactionView = { ...w.client, side: 'server', process: s.process, netns: s.netns, ...timing };
-      joiner.emitNow({ client: w.client, server });
+      const view: TransactionView = { ...w.client, side: 'server', process: server.process, netns: server.netns, ...timing };
+      joiner.emitNow({ client: w.client, server: view });
     }
-    awaiting = still;
+    awaitingCount -= done;
+    if (done === queue.length) awaiting.delete(server);
+    else if (done > 0) queue.splice(0, done);
+  }
+
+  function resolveAwaiting(force: boolean): void {
+    for (const server of [...awaiting.keys()]) resolveServer(server, force);
   }
 
   /** The connection ends: flush the parser, report what never got an answer. */
@@ -422,6 +427,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     if (state.shadow) {
       state.shadow[e.dir].add(e.seq, e.len, ts);
       if (e.len > 0) conn.nextSeq[e.dir] = (e.seq + e.len) >>> 0;
+      resolveServer(conn, false);
       return;
     }
     const session = state.session!;
@@ -548,7 +554,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       publish();
     },
     stats() {
-      return { ...stats, connections: table.size, joinPending: joiner.pending() + awaiting.length };
+      return { ...stats, connections: table.size, joinPending: joiner.pending() + awaitingCount };
     },
   };
 }
