@@ -23,6 +23,30 @@ export function hookCandidates(mode: Exclude<RequestedMode, 'packet'>, variant: 
   return [...kprobe, 'syscall'];
 }
 
+export const KPROBE_PMU = '/sys/bus/event_source/devices/kprobe';
+const TRACEFS_DIRS = ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'];
+
+/**
+ * Why kprobes cannot attach on this kernel, known without loading anything:
+ * libbpf attaches them through the kprobe PMU, or else through tracefs's
+ * kprobe_events; with neither there is nothing to attach to. Undefined when
+ * they may attach (or when tracefs is not mounted to tell).
+ */
+export function kprobesMissing(pmu = KPROBE_PMU, tracefsDirs = TRACEFS_DIRS): string | undefined {
+  if (fs.existsSync(pmu)) return undefined;
+  const mounted = tracefsDirs.filter((d) => fs.existsSync(`${d}/events`));
+  if (mounted.length === 0 || mounted.some((d) => fs.existsSync(`${d}/kprobe_events`))) return undefined;
+  return 'this kernel lacks kprobes (CONFIG_KPROBES, CONFIG_KPROBE_EVENTS): no kprobe PMU, no kprobe_events in tracefs';
+}
+
+/** What the kernel offers, looked up before anything is loaded. */
+export interface KernelFacts {
+  btfPath: string;
+  kprobesMissing: () => string | undefined;
+}
+
+const HOST_FACTS: KernelFacts = { btfPath: KERNEL_BTF, kprobesMissing: () => kprobesMissing() };
+
 export interface HookAttempt {
   hooks: HookSet;
   error: string;
@@ -40,7 +64,7 @@ export function openKernelSource(
   base: Omit<EbpfSourceOptions, 'hooks'>,
   candidates: HookSet[],
   open: (o: EbpfSourceOptions) => KernelSource = createEbpfSource,
-  btfPath = KERNEL_BTF,
+  { btfPath, kprobesMissing: whyNoKprobes }: KernelFacts = HOST_FACTS,
 ): { source: KernelSource; attempts: HookAttempt[] } {
   if (!fs.existsSync(btfPath)) {
     // CO-RE relocations need the kernel's own type information
@@ -51,6 +75,12 @@ export function openKernelSource(
   }
   const attempts: HookAttempt[] = [];
   for (const hooks of candidates) {
+    // loading the kprobe programs only to see them fail to attach costs a second of verifier time
+    const missing = hooks === 'kprobe' ? whyNoKprobes() : undefined;
+    if (missing) {
+      attempts.push({ hooks, error: missing, code: 'ENOENT' });
+      continue;
+    }
     try {
       return { source: open({ ...base, hooks }), attempts };
     } catch (err) {

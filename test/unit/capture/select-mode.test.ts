@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { CaptureStartError, hasBpfCapabilities, programName, type EbpfSourceOptions, type HookSet } from '../../../src/capture/ebpf-source';
-import { hookCandidates, openKernelSource, type KernelSource } from '../../../src/capture/select-mode';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { hookCandidates, kprobesMissing, openKernelSource, type KernelFacts, type KernelSource } from '../../../src/capture/select-mode';
 
 const base = { ports: [[80, 1]] as Array<[number, number]>, pids: [], maxPayload: 4096, ringBytes: 1 << 20, wakeupBytes: 0, drainIntervalMs: 20 };
 
@@ -14,6 +17,9 @@ function opener(failing: Partial<Record<HookSet, [string, string]>>, tried: Hook
     return { mode: o.hooks === 'syscall' ? 'syscall' : 'kprobe', hooks: o.hooks! } as unknown as KernelSource;
   };
 }
+
+/** A kernel with BTF (any existing file stands for it) and kprobes. */
+const WITH_KPROBES: KernelFacts = { btfPath: __filename, kprobesMissing: () => undefined };
 
 describe('capture mode selection', () => {
   test('auto prefers fentry, then kprobes, then syscall tracepoints', () => {
@@ -30,6 +36,7 @@ describe('capture mode selection', () => {
       base,
       ['fentry', 'kprobe', 'syscall'],
       opener({ fentry: ['EPERM', 'refused'], kprobe: ['ENOENT', 'no kprobes'] }, tried),
+      WITH_KPROBES,
     );
     assert.equal(source.hooks, 'syscall');
     assert.deepEqual(tried, ['fentry', 'kprobe', 'syscall']);
@@ -38,7 +45,7 @@ describe('capture mode selection', () => {
 
   test('stops at the first that attaches', () => {
     const tried: HookSet[] = [];
-    const { source, attempts } = openKernelSource(base, ['fentry', 'kprobe', 'syscall'], opener({}, tried));
+    const { source, attempts } = openKernelSource(base, ['fentry', 'kprobe', 'syscall'], opener({}, tried), WITH_KPROBES);
     assert.equal(source.hooks, 'fentry');
     assert.deepEqual(tried, ['fentry']);
     assert.deepEqual(attempts, []);
@@ -46,7 +53,7 @@ describe('capture mode selection', () => {
 
   test('when none attaches, one error names each hook set and why', () => {
     assert.throws(
-      () => openKernelSource(base, ['fentry', 'kprobe'], opener({ fentry: ['EPERM', 'fentry refused'], kprobe: ['ENOENT', 'no kprobes here'] }, [])),
+      () => openKernelSource(base, ['fentry', 'kprobe'], opener({ fentry: ['EPERM', 'fentry refused'], kprobe: ['ENOENT', 'no kprobes here'] }, []), WITH_KPROBES),
       (err: Error) => {
         assert.ok(err instanceof CaptureStartError);
         assert.equal(err.message, 'the kprobe mode (fentry or kprobe hooks) cannot run on this kernel:\n  fentry: fentry refused\n  kprobe: no kprobes here');
@@ -57,11 +64,11 @@ describe('capture mode selection', () => {
 
   test('auto, when nothing attaches: "no capture mode can run", each attempt named', () => {
     assert.throws(
-      () => openKernelSource(base, ['fentry', 'kprobe', 'syscall'], opener({ fentry: ['EPERM', 'a'], kprobe: ['ENOENT', 'b'], syscall: ['EAGAIN', 'c'] }, [])),
+      () => openKernelSource(base, ['fentry', 'kprobe', 'syscall'], opener({ fentry: ['EPERM', 'a'], kprobe: ['ENOENT', 'b'], syscall: ['EAGAIN', 'c'] }, []), WITH_KPROBES),
       (err: Error) => err.message === 'no capture mode can run on this kernel:\n  fentry: a\n  kprobe: b\n  syscall: c',
     );
     assert.throws(
-      () => openKernelSource(base, ['syscall'], opener({ syscall: ['EACCES', 'c'] }, [])),
+      () => openKernelSource(base, ['syscall'], opener({ syscall: ['EACCES', 'c'] }, []), WITH_KPROBES),
       (err: Error) => err.message === 'the syscall mode cannot run on this kernel:\n  syscall: c',
     );
   });
@@ -69,10 +76,39 @@ describe('capture mode selection', () => {
   test('a kernel without BTF gets a message naming it, before anything is loaded', () => {
     const tried: HookSet[] = [];
     assert.throws(
-      () => openKernelSource(base, ['fentry', 'syscall'], opener({}, tried), '/nonexistent/btf/vmlinux'),
+      () => openKernelSource(base, ['fentry', 'syscall'], opener({}, tried), { btfPath: '/nonexistent/btf/vmlinux', kprobesMissing: () => undefined }),
       (err: Error) => err instanceof CaptureStartError && err.code === 'ENOBTF' && /no BTF \(\/nonexistent\/btf\/vmlinux is missing: built without CONFIG_DEBUG_INFO_BTF\)/.test(err.message),
     );
     assert.deepEqual(tried, []);
+  });
+
+  test('kprobes known missing: not loaded at all, the attempt says why', () => {
+    const tried: HookSet[] = [];
+    const { source, attempts } = openKernelSource(base, ['fentry', 'kprobe', 'syscall'], opener({ fentry: ['EPERM', 'a'] }, tried), {
+      btfPath: __filename,
+      kprobesMissing: () => 'no kprobes',
+    });
+    assert.equal(source.hooks, 'syscall');
+    assert.deepEqual(tried, ['fentry', 'syscall']);
+    assert.deepEqual(attempts[1], { hooks: 'kprobe', error: 'no kprobes', code: 'ENOENT' });
+  });
+
+  test('kprobes are missing only when neither the kprobe PMU nor tracefs kprobe_events exists', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-kprobe-'));
+    try {
+      const pmu = path.join(root, 'devices/kprobe');
+      const tracefs = path.join(root, 'tracing');
+      fs.mkdirSync(path.join(tracefs, 'events'), { recursive: true });
+      assert.match(kprobesMissing(pmu, [tracefs]) ?? '', /^this kernel lacks kprobes \(CONFIG_KPROBES/);
+      fs.writeFileSync(path.join(tracefs, 'kprobe_events'), '');
+      assert.equal(kprobesMissing(pmu, [tracefs]), undefined, 'legacy kprobe_events');
+      fs.rmSync(path.join(tracefs, 'kprobe_events'));
+      fs.mkdirSync(pmu, { recursive: true });
+      assert.equal(kprobesMissing(pmu, [tracefs]), undefined, 'the kprobe PMU');
+      assert.equal(kprobesMissing(path.join(root, 'none'), [path.join(root, 'unmounted')]), undefined, 'no tracefs: cannot tell');
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 
   test('program names follow the BPF object (one per hook set)', () => {
