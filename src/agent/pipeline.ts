@@ -427,7 +427,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     if (state.shadow) {
       state.shadow[e.dir].add(e.seq, e.len, ts);
       if (e.len > 0) conn.nextSeq[e.dir] = (e.seq + e.len) >>> 0;
-      resolveServer(conn, false);
+      // a response written: the views waiting for it can be timed (the rest wait for a tick)
+      if (e.dir === EventDir.EGRESS) resolveServer(conn, false);
       return;
     }
     const session = state.session!;
