@@ -64,20 +64,43 @@ interface Boot {
   toRunnerMs?: number;
   totalMs: number;
   exit: number | null;
+  /** The guest kernel reported soft lockups until the boot was cut short. */
+  lockedUp: boolean;
 }
 
-/** Boot one kernel with the initramfs; the console goes to a log file and is parsed. */
+/** Soft-lockup reports (one per ~22 s a CPU stays stuck) after which a boot is given up. */
+const LOCKUP_REPORTS = 4;
+
+/**
+ * Boot one kernel with the initramfs; the console goes to a log file and is parsed.
+ * A guest whose kernel keeps reporting soft lockups (a CPU stuck in the kernel for
+ * minutes: seen once with 5.10 under TCG emulation, not reproduced in the next
+ * runs) is stopped early rather than at the time limit.
+ */
 function boot(suite: string, initrd: string, logFile: string): Promise<Boot> {
   const t0 = Date.now();
   let toRunnerMs: number | undefined;
   let text = '';
+  let lockedUp = false;
   const out = fs.createWriteStream(logFile);
-  const child = spawn(VM_SH, ['boot', suite, initrd], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const timer = setTimeout(() => child.kill('SIGKILL'), BOOT_TIMEOUT_MS);
+  // its own process group: vm.sh, timeout and qemu are stopped together
+  const child = spawn(VM_SH, ['boot', suite, initrd], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const stop = () => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
+  const timer = setTimeout(stop, BOOT_TIMEOUT_MS);
   const onData = (d: Buffer) => {
     out.write(d);
     text += d.toString('utf8');
     if (toRunnerMs === undefined && text.includes('@@pbe-vm start')) toRunnerMs = Date.now() - t0;
+    if (!lockedUp && text.split('watchdog: BUG: soft lockup').length - 1 >= LOCKUP_REPORTS) {
+      lockedUp = true;
+      stop();
+    }
   };
   child.stdout.on('data', onData);
   child.stderr.on('data', onData);
@@ -85,7 +108,7 @@ function boot(suite: string, initrd: string, logFile: string): Promise<Boot> {
     child.on('close', (code) => {
       clearTimeout(timer);
       out.end();
-      resolve({ report: parseConsole(text), log: logFile, toRunnerMs, totalMs: Date.now() - t0, exit: code });
+      resolve({ report: parseConsole(text), log: logFile, toRunnerMs, totalMs: Date.now() - t0, exit: code, lockedUp });
     }),
   );
 }
@@ -236,7 +259,7 @@ function assertRun(kernel: VmKernel, run: VmRun, state: { boot?: Boot; reason?: 
 
 for (const kernel of KERNELS) {
   describe(`Debian ${kernel.suite} (Linux ${kernel.series}) under QEMU`, { skip }, () => {
-    const state: { boot?: Boot; info?: Record<string, string>; fetchMs?: number; reason?: string } = {};
+    const state: { boot?: Boot; info?: Record<string, string>; fetchMs?: number; reason?: string; lockup?: string } = {};
 
     before(
       async () => {
@@ -256,14 +279,23 @@ for (const kernel of KERNELS) {
         const logDir = fs.existsSync(CACHE) ? path.join(CACHE, 'logs') : workDir!;
         fs.mkdirSync(logDir, { recursive: true });
         state.boot = await boot(kernel.suite, initrd, path.join(logDir, `${kernel.suite}.log`));
+        if (state.boot.lockedUp) {
+          // the guest kernel hung, not a run: once more, and the tests judge that boot (said in a diagnostic)
+          const first = path.join(logDir, `${kernel.suite}-lockup.log`);
+          fs.renameSync(state.boot.log, first);
+          state.lockup = first;
+          state.boot = await boot(kernel.suite, initrd, path.join(logDir, `${kernel.suite}.log`));
+        }
       },
-      { timeout: FETCH_TIMEOUT_MS + BOOT_TIMEOUT_MS },
+      { timeout: FETCH_TIMEOUT_MS + 2 * BOOT_TIMEOUT_MS },
     );
 
     test(`boots Linux ${kernel.series}, runs everything, powers off`, (t) => {
       if (state.reason) return t.skip(state.reason);
       const b = state.boot!;
       const rep = b.report;
+      if (state.lockup) t.diagnostic(`${kernel.suite}: the first boot's kernel reported soft lockups and was stopped; booted again (console: ${state.lockup})`);
+      assert.ok(!b.lockedUp, `the guest kernel locked up twice; console: ${b.log}`);
       assert.ok(rep.start, `the runner never started; console: ${b.log}`);
       assert.ok(rep.start.release.startsWith(`${kernel.series}.`), `booted ${rep.start.release}`);
       assert.equal(rep.start.release, state.info!.release);
