@@ -36,13 +36,26 @@ export interface Hit {
   _source: Record<string, any>;
 }
 
-/** Every document of an index (up to 10000), after a refresh. */
+/** Hits per page of allDocs (the node's default max_result_window). */
+const PAGE = 10_000;
+
+/** Every document of an index, after a refresh (scrolled: more than one page may come). */
 export async function allDocs(target: SearchTarget, index: string): Promise<Hit[]> {
   await call(target, 'POST', `/${index}/_refresh`);
-  const r = await call(target, 'POST', `/${index}/_search`, { size: 10_000, query: { match_all: {} }, sort: [{ '@timestamp': 'asc' }] });
+  let r = await call(target, 'POST', `/${index}/_search?scroll=1m`, { size: PAGE, query: { match_all: {} }, sort: [{ '@timestamp': 'asc' }] });
   if (r.status === 404) return [];
-  if (r.status !== 200) throw new Error(`search ${index}: ${JSON.stringify(r.json)}`);
-  return r.json.hits.hits as Hit[];
+  const hits: Hit[] = [];
+  try {
+    for (;;) {
+      if (r.status !== 200) throw new Error(`search ${index}: ${JSON.stringify(r.json)}`);
+      const page = r.json.hits.hits as Hit[];
+      hits.push(...page);
+      if (page.length < PAGE) return hits;
+      r = await call(target, 'POST', '/_search/scroll', { scroll: '1m', scroll_id: r.json._scroll_id });
+    }
+  } finally {
+    if (r.json?._scroll_id) await call(target, 'DELETE', '/_search/scroll', { scroll_id: r.json._scroll_id });
+  }
 }
 
 export async function count(target: SearchTarget, index: string): Promise<number> {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { openSearchSkip, startOpenSearch, type OpenSearchNode } from '../helpers/opensearch';
+import { allDocs } from '../helpers/search';
 
 const skip = openSearchSkip();
 
@@ -56,6 +57,22 @@ describe('the OpenSearch test node (harness)', { skip }, () => {
     assert.equal(search.json.hits.total.value, 4);
     assert.equal(search.json.aggregations.max.value, 40);
     assert.equal(search.json.aggregations.sum.value, 100);
+  });
+
+  test('the tests read back every document, past one page of 10,000 (scrolled)', async () => {
+    const n = 10_050;
+    const lines = Array.from({ length: n }, (_, i) => [
+      { index: { _id: `doc-${i}` } },
+      { '@timestamp': new Date(1_700_000_000_000 + i).toISOString() },
+    ]).flat();
+    const bulk = await call(node, 'POST', '/harness-many/_bulk', lines);
+    assert.equal(bulk.status, 200);
+    assert.equal(bulk.json.errors, false);
+    const hits = await allDocs(node, 'harness-many');
+    assert.equal(hits.length, n);
+    assert.equal(new Set(hits.map((h) => h._id)).size, n);
+    assert.equal(hits[n - 1]._id, `doc-${n - 1}`, 'in @timestamp order');
+    assert.deepEqual(await allDocs(node, 'harness-none'), []);
   });
 
   test('stop and start keep the port and the data', async () => {
