@@ -1,9 +1,11 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO } from './agent';
+import { freePort } from './net';
+
+export { freePort };
 
 /**
  * A real OpenSearch node on loopback for the tests, assembled from Maven Central
@@ -59,18 +61,6 @@ export function openSearchHome(): string {
   if (process.env.OPENSEARCH_HOME) return process.env.OPENSEARCH_HOME;
   const out = execFileSync(SCRIPT, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 10 * 60_000 });
   return out.trim().split('\n').pop()!;
-}
-
-/** A port nothing listens on now (the kernel's choice for port 0). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 // every node this process started, killed when it exits however it exits

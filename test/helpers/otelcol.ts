@@ -10,6 +10,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO } from './agent';
+import { freePort } from './net';
 
 /** An OTLP attribute value, decoded. */
 export type AttrValue = string | number | boolean | AttrValue[] | undefined;
@@ -83,17 +84,6 @@ export function collectorSkip(): string | false {
   if ('path' in bin) return false;
   if (process.env.CI === 'true') throw new Error(`CI=true but the test collector is not built: ${bin.missing}`);
   return `the test OpenTelemetry Collector is not built (${bin.missing})`;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function decodeValue(v: Record<string, any> | undefined): AttrValue {

@@ -10,15 +10,14 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import pino from 'pino';
 import { validateConfig } from '../../src/config';
 import type { DeliveryOutput } from '../../src/outputs/delivery/delivery';
 import { createElasticsearchOutput } from '../../src/outputs/elasticsearch';
 import { kernelCapture, startAgent } from '../helpers/agent';
 import { allDocs, call, count, eventually, putTestTemplate, type SearchTarget } from '../helpers/search';
 import { startNginx } from '../helpers/servers';
+import { captureLog } from '../helpers/log';
 
 const ES_URL = process.env.ES_URL;
 const skip = ES_URL ? false : 'ES_URL is not set (e.g. ES_URL=https://localhost:9200 ES_API_KEY=... to run these against a real Elasticsearch)';
@@ -43,17 +42,6 @@ function target(): SearchTarget {
   else if (process.env.ES_USERNAME) headers.authorization = `Basic ${Buffer.from(`${process.env.ES_USERNAME}:${process.env.ES_PASSWORD ?? ''}`).toString('base64')}`;
   if (process.env.ES_SSL_VERIFY === 'none') process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
   return { url: (ES_URL ?? '').replace(/\/+$/, ''), headers };
-}
-
-function captureLog() {
-  const lines: Array<Record<string, any>> = [];
-  const stream = new Writable({
-    write(chunk, _e, cb) {
-      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
 }
 
 let n = 0;

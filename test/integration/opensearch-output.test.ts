@@ -9,28 +9,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import pino from 'pino';
-import { Writable } from 'node:stream';
 import { validateConfig } from '../../src/config';
 import { createOpenSearchOutput } from '../../src/outputs/opensearch';
 import type { Output } from '../../src/outputs/types';
 import { BIN, REPO } from '../helpers/agent';
 import { openSearchSkip, startOpenSearch, type OpenSearchNode } from '../helpers/opensearch';
 import { allDocs, call, count, eventually, putTestTemplate } from '../helpers/search';
+import { captureLog } from '../helpers/log';
 
 const skip = openSearchSkip();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function captureLog() {
-  const lines: Array<Record<string, any>> = [];
-  const stream = new Writable({
-    write(chunk, _e, cb) {
-      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
-}
 
 let docNo = 0;
 /** A transaction document as the agent makes them (the fields these tests look at). */

@@ -14,14 +14,13 @@ import * as os from 'node:os';
 import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, afterEach, before, describe, test } from 'node:test';
-import pino from 'pino';
 import { validateConfig } from '../../../src/config';
 import type { DeliveryOutput } from '../../../src/outputs/delivery/delivery';
 import { createElasticsearchOutput } from '../../../src/outputs/elasticsearch';
 import { closeOutputs } from '../../../src/outputs';
 import { createOpenSearchOutput } from '../../../src/outputs/opensearch';
+import { captureLog } from '../../helpers/log';
 
 const RECORDED = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../../test/fixtures/bulk/responses.json'), 'utf8')) as Record<
   'allCreated' | 'mixed' | 'tooLarge',
@@ -62,17 +61,6 @@ function startServer() {
     listen: () => new Promise<string>((r) => server.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(server.address() as AddressInfo).port}`))),
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
-}
-
-function captureLog() {
-  const lines: Array<Record<string, any>> = [];
-  const stream = new Writable({
-    write(chunk, _e, cb) {
-      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
 }
 
 const doc = (n: number) => ({ '@timestamp': '2026-01-01T00:00:00.000Z', event: { id: `r${n}` }, network: { protocol: 'http' } });

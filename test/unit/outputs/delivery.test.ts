@@ -2,12 +2,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, afterEach, describe, test } from 'node:test';
-import pino from 'pino';
 import { createDeliveryOutput, type DeliveryOptions } from '../../../src/outputs/delivery/delivery';
 import { encodeBatch, seqFileName } from '../../../src/outputs/delivery/spool';
 import type { BulkSink, DeliveryRecord, SendResult } from '../../../src/outputs/delivery/types';
+import { captureLog } from '../../helpers/log';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-delivery-test-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -64,17 +63,6 @@ function createBackend() {
     async close() {},
   };
   return { sink, stored, order, requests, state };
-}
-
-function captureLog() {
-  const lines: Array<Record<string, any>> = [];
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
 }
 
 // every output a test makes is closed, even when the test fails (its sender would keep the process alive)

@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,16 +16,7 @@ import { EXIT_CODES, SetupError, versionAtLeast } from '../../../src/setup/error
 import { exportFiles } from '../../../src/setup/export';
 import { DEFAULT_LIFECYCLE } from '../../../src/setup/index-template';
 import { planSetup, runSetup, type SetupFlags } from '../../../src/setup/run';
-
-/** A loopback port nothing listens on. */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../../helpers/net';
 
 const config = (raw: unknown = {}) => validateConfig(raw, 'test');
 
