@@ -162,6 +162,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     hostname: os.hostname(),
     modules,
     tags: config.tags,
+    keepViews: outputs.some((o) => o.wantsViews === true),
   };
   let outbox: TxnDocument[] = [];
 

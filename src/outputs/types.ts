@@ -14,6 +14,8 @@ export interface OutputStats {
 /** Where documents go. `publish` never throws; failures are counted. */
 export interface Output {
   readonly name: string;
+  /** Reads `viewsOf(doc)` (full-precision view timings): the pipeline links them only for such outputs. */
+  readonly wantsViews?: boolean;
   publish(docs: TxnDocument[]): void;
   /**
    * Resolves when what was published so far is delivered, or kept safe on disk

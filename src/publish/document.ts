@@ -17,6 +17,11 @@ export interface DocumentContext {
   hostname: string;
   modules: ReadonlyMap<ProtocolName, ProtocolModule>;
   tags: readonly string[];
+  /**
+   * Link each document to its views' full-precision timings (`viewsOf`), for
+   * outputs that need them (OTLP); false saves the link's cost. Default true.
+   */
+  keepViews?: boolean;
 }
 
 /** Offset between the kernel's CLOCK_MONOTONIC and the wall clock, sampled now. */
@@ -152,9 +157,21 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
   const end = iso(ctx.toWallMs(main.endNs));
   const durationNs = Math.max(0, Math.round(main.endNs - main.startNs));
 
-  const source: Record<string, unknown> = { ip: t.clientIp, port: t.clientPort, bytes: proto.requestBytes };
-  const destination: Record<string, unknown> = { ip: t.serverIp, port: t.serverPort, bytes: proto.responseBytes };
-  if (proto.domain) destination.domain = proto.domain;
+  const clientProcess = txn.client?.process;
+  const serverProcess = txn.server?.process;
+  // client/server are source/destination without the process (one literal each: no shape changes)
+  const client: Record<string, unknown> = { ip: t.clientIp, port: t.clientPort, bytes: proto.requestBytes };
+  const server: Record<string, unknown> = proto.domain
+    ? { ip: t.serverIp, port: t.serverPort, bytes: proto.responseBytes, domain: proto.domain }
+    : { ip: t.serverIp, port: t.serverPort, bytes: proto.responseBytes };
+  const source: Record<string, unknown> = clientProcess
+    ? { ip: t.clientIp, port: t.clientPort, bytes: proto.requestBytes, process: processDoc(clientProcess) }
+    : { ip: t.clientIp, port: t.clientPort, bytes: proto.requestBytes };
+  const destination: Record<string, unknown> = serverProcess
+    ? proto.domain
+      ? { ip: t.serverIp, port: t.serverPort, bytes: proto.responseBytes, domain: proto.domain, process: processDoc(serverProcess) }
+      : { ip: t.serverIp, port: t.serverPort, bytes: proto.responseBytes, process: processDoc(serverProcess) }
+    : { ...server };
   const community = flowCommunityId(t);
   const seen = [seenBy(txn.client, 'client'), seenBy(txn.server, 'server')].filter((v): v is string => v !== undefined);
   const id = transactionId({
@@ -165,6 +182,17 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
     startNs: main.startNs,
     timestamp: start,
   });
+  // protocol fields that extend common objects (network.forwarded_ip, related.hosts, ...) are merged in
+  const network: Record<string, unknown> = {
+    transport: 'tcp',
+    protocol: main.protocol,
+    type: t.family === 6 ? 'ipv6' : 'ipv4',
+    bytes: proto.requestBytes + proto.responseBytes,
+    community_id: community,
+  };
+  const extraNetwork = proto.fields.network;
+  const relatedIp = t.clientIp === t.serverIp ? [t.clientIp] : [t.clientIp, t.serverIp];
+  const extraRelated = proto.fields.related;
   const doc: TxnDocument = {
     '@timestamp': start,
     type: main.protocol,
@@ -183,23 +211,13 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
       ...(proto.action ? { action: proto.action } : {}),
     },
     ...proto.fields,
-    source: { ...source },
-    destination: { ...destination },
-    client: source,
-    server: destination,
-    network: {
-      transport: 'tcp',
-      protocol: main.protocol,
-      type: t.family === 6 ? 'ipv6' : 'ipv4',
-      bytes: proto.requestBytes + proto.responseBytes,
-      community_id: community,
-    },
-    related: { ip: t.clientIp === t.serverIp ? [t.clientIp] : [t.clientIp, t.serverIp] },
+    source,
+    destination,
+    client,
+    server,
+    network: extraNetwork && typeof extraNetwork === 'object' ? { ...network, ...extraNetwork } : network,
+    related: extraRelated && typeof extraRelated === 'object' ? { ip: relatedIp, ...extraRelated } : { ip: relatedIp },
   };
-  const clientProcess = txn.client?.process;
-  const serverProcess = txn.server?.process;
-  if (clientProcess) (doc.source as Record<string, unknown>).process = processDoc(clientProcess);
-  if (serverProcess) (doc.destination as Record<string, unknown>).process = processDoc(serverProcess);
   // process.* is the serving process when known (as Packetbeat prefers the destination)
   const owner = serverProcess ?? clientProcess;
   if (owner) doc.process = processDoc(owner);
@@ -218,19 +236,16 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
   if (txn.server) ebpf.server_duration = Math.max(0, Math.round(txn.server.endNs - txn.server.startNs));
   if (txn.client) ebpf.client_duration = durationNs;
   doc.packetbeat_ebpf = ebpf;
-  // protocol fields that extend common objects (network.forwarded_ip, related.hosts, ...)
-  for (const key of ['network', 'related'] as const) {
-    const extra = proto.fields[key];
-    if (extra && typeof extra === 'object') doc[key] = { ...(doc[key] as object), ...(extra as object) };
-  }
   if (ctx.tags.length > 0) doc.tags = [...ctx.tags];
   const shared = staticsOf(ctx);
   doc.agent = shared.agent;
   doc.host = shared.host;
   doc.ecs = shared.ecs;
-  documentViews.set(doc, {
-    client: txn.client && viewTiming(txn.client, ctx),
-    server: txn.server && viewTiming(txn.server, ctx),
-  });
+  if (ctx.keepViews !== false) {
+    documentViews.set(doc, {
+      client: txn.client && viewTiming(txn.client, ctx),
+      server: txn.server && viewTiming(txn.server, ctx),
+    });
+  }
   return doc;
 }

@@ -369,6 +369,7 @@ export function createOtlpOutput(options: OtlpOutputOptions): OtlpOutput {
 
   return {
     name: 'otlp',
+    wantsViews: true,
     publish(docs) {
       for (const doc of docs) {
         try {

@@ -94,6 +94,25 @@ function versionByteOk(k: number, c: number, allow2: boolean): boolean {
   return c === 0x30 || c === 0x31;
 }
 
+/** What String#trim removes from a header value that can occur in a latin1 head. */
+function isWhite(c: number): boolean {
+  return c === SP || c === TAB || c === 0x0b || c === 0x0c || c === CR || c === LF || c === 0xa0;
+}
+
+/** Header names as sent → trimmed and lower-cased: the same few names recur in every message. */
+const headerNames = new Map<string, string>();
+const MAX_HEADER_NAMES = 1024;
+
+function headerName(raw: string): string {
+  let name = headerNames.get(raw);
+  if (name === undefined) {
+    name = raw.trim().toLowerCase();
+    // hostile traffic may send endless new names: past the bound they are not remembered
+    if (headerNames.size < MAX_HEADER_NAMES) headerNames.set(raw, name);
+  }
+  return name;
+}
+
 /** Bounded FIFO of request methods awaiting a response (drops the oldest when full). */
 class MethodQueue {
   private readonly items: string[] = new Array<string>(MAX_PENDING_METHODS);
@@ -172,24 +191,6 @@ class Direction {
   garbageReported = false;
 
   constructor(readonly isClient: boolean) {}
-}
-
-/** The fields every message starts with, once its head is parsed. */
-function messageBase(d: Direction, head: string, version: string, headers: Array<[string, string]>, headerBytes: number) {
-  return {
-    head,
-    startNs: d.startNs,
-    streamOffset: d.msgOffset,
-    endNs: d.lastNs,
-    version,
-    headers,
-    headerBytes,
-    bodyBytes: 0,
-    contentLength: 0,
-    gapBytes: 0,
-    body: EMPTY,
-    notes: [] as string[],
-  };
 }
 
 class HttpParser implements ProtocolParser {
@@ -530,7 +531,11 @@ class HttpParser implements ProtocolParser {
         const colon = text.indexOf(':', pos);
         // obs-fold continuation lines and lines without a name are ignored
         if (first !== SP && first !== TAB && colon > pos && colon < lineEnd) {
-          headers.push([text.substring(pos, colon).trim().toLowerCase(), text.substring(colon + 1, lineEnd).trim()]);
+          let vs = colon + 1;
+          let ve = lineEnd;
+          while (vs < ve && isWhite(text.charCodeAt(vs))) vs++;
+          while (ve > vs && isWhite(text.charCodeAt(ve - 1))) ve--;
+          headers.push([headerName(text.substring(pos, colon)), text.substring(vs, ve)]);
         }
       }
       pos = nl + 1;
@@ -551,7 +556,23 @@ class HttpParser implements ProtocolParser {
         return;
       }
       d.garbageReported = false;
-      const req: HttpRequest = { kind: 'request', ...messageBase(d, text, version, headers, headerBytes), method, target };
+      const req: HttpRequest = {
+        kind: 'request',
+        head: text,
+        startNs: d.startNs,
+        streamOffset: d.msgOffset,
+        endNs: d.lastNs,
+        version,
+        headers,
+        headerBytes,
+        bodyBytes: 0,
+        contentLength: 0,
+        gapBytes: 0,
+        body: EMPTY,
+        notes: [],
+        method,
+        target,
+      };
       d.msg = req;
       d.bodyLimit = this.bodyLimit(req);
       this.methods.push(method);
@@ -583,7 +604,18 @@ class HttpParser implements ProtocolParser {
     d.garbageReported = false;
     const res: HttpResponse = {
       kind: 'response',
-      ...messageBase(d, text, version, headers, headerBytes),
+      head: text,
+      startNs: d.startNs,
+      streamOffset: d.msgOffset,
+      endNs: d.lastNs,
+      version,
+      headers,
+      headerBytes,
+      bodyBytes: 0,
+      contentLength: 0,
+      gapBytes: 0,
+      body: EMPTY,
+      notes: [],
       statusCode,
       statusPhrase,
       closeDelimited: false,
