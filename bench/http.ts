@@ -146,6 +146,8 @@ async function main(): Promise<void> {
       agent_p99_vs_floor: summarize(rounds.map((r) => r.agentPaced.p99us / r.floorPaced.p99us)),
       completeness: { median: r3(median(pacedCompleteness)), spread: spread(pacedCompleteness).map(r3), target: 0.999 },
       kernel_ringbuf_drops: rounds.map((r) => r.agentPaced.kernel.ringbufDrops ?? null),
+      // below saturation every event is worked on and nothing is dropped: the cost per transaction itself
+      agent_cpu_seconds_per_10k_txns: { ...summarize(rounds.map((r) => (r.agentPaced.cpuSeconds / Math.max(1, r.agentPaced.transactions)) * 1e4)), target: 0.2 },
     },
     completeness_at_saturation: { median: r3(median(completeness)), spread: spread(completeness).map(r3) },
     wrong_documents: rounds.reduce((n, r) => n + r.agent.wrong + r.agentPaced.wrong, 0),
@@ -175,6 +177,7 @@ async function main(): Promise<void> {
       fixed_rate_p50_vs_untraced: summarize(rounds.map((r) => r.nicedPaced.p50us / r.offPaced.p50us)),
       fixed_rate_p99_vs_floor: summarize(rounds.map((r) => r.nicedPaced.p99us / r.floorPaced.p99us)),
       fixed_rate_completeness: { ...summarize(rounds.map((r) => r.nicedPaced.transactions / r.nicedPaced.requests)), target: 0.999 },
+      fixed_rate_agent_cpu_seconds_per_10k_txns: summarize(rounds.map((r) => (r.nicedPaced.cpuSeconds / Math.max(1, r.nicedPaced.transactions)) * 1e4)),
       wrong_documents: rounds.reduce((n, r) => n + r.niced.wrong + r.nicedPaced.wrong, 0),
     },
     rounds,

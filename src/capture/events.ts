@@ -37,6 +37,10 @@ export interface CaptureEvent {
 }
 
 const TWO_32 = 4294967296;
+/** Bytes of the task name field (TASK_COMM_LEN). */
+const COMM_SIZE = F.comm.size;
+// commAt compares the name as four 32-bit words
+if (COMM_SIZE !== 16) throw new Error(`comm is ${COMM_SIZE} bytes in the layout; events.ts reads 16`);
 
 function u64(buf: Buffer, at: number): number {
   return buf.readUInt32LE(at + 4) * TWO_32 + buf.readUInt32LE(at);
@@ -65,10 +69,29 @@ function ipv6At(buf: Buffer, at: number): string {
   return formatIpv6(buf, at);
 }
 
-/** The task name: NUL-terminated, at most `size` bytes (cached by its bytes, read as latin1 for the key). */
-function commAt(buf: Buffer, at: number, size: number): string {
+/** The last task name decoded per tid, with its 16 bytes as four words (a thread's name rarely changes). */
+interface CommEntry {
+  w0: number;
+  w1: number;
+  w2: number;
+  w3: number;
+  text: string;
+}
+const commByTid = new Map<number, CommEntry>();
+
+/**
+ * The task name: NUL-terminated, at most 16 bytes. Events of a thread repeat
+ * its name: the decoded text is reused while the bytes are the same.
+ */
+function commAt(buf: Buffer, at: number, tid: number): string {
+  const w0 = buf.readUInt32LE(at);
+  const w1 = buf.readUInt32LE(at + 4);
+  const w2 = buf.readUInt32LE(at + 8);
+  const w3 = buf.readUInt32LE(at + 12);
+  const known = commByTid.get(tid);
+  if (known !== undefined && known.w0 === w0 && known.w1 === w1 && known.w2 === w2 && known.w3 === w3) return known.text;
   let end = at;
-  while (end < at + size && buf[end] !== 0) end++;
+  while (end < at + COMM_SIZE && buf[end] !== 0) end++;
   const key = buf.toString('latin1', at, end);
   let text = commText.get(key);
   if (text === undefined) {
@@ -76,8 +99,12 @@ function commAt(buf: Buffer, at: number, size: number): string {
     text = buf.toString('utf8', at, end);
     commText.set(key, text);
   }
+  if (commByTid.size >= TEXT_CACHE_MAX) commByTid.clear();
+  commByTid.set(tid, { w0, w1, w2, w3, text });
   return text;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 export class BatchFormatError extends Error {}
 
@@ -96,6 +123,8 @@ export function decodeBatch(batch: Buffer, onEvent: (event: CaptureEvent) => voi
     const end = at + EVENT_HEADER_SIZE + capLen;
     if (end > batch.length) throw new BatchFormatError(`event at byte ${at} runs past the batch`);
     if (tailLen > capLen) throw new BatchFormatError(`event at byte ${at} has a tail longer than its payload`);
+    const tid = batch.readUInt32LE(at + F.tid.offset);
+    const payloadEnd = end - tailLen;
     const familyRaw = batch[at + F.family.offset];
     const family = familyRaw === 10 ? 6 : 4;
     const v6 = family === 6;
@@ -107,7 +136,7 @@ export function decodeBatch(batch: Buffer, onEvent: (event: CaptureEvent) => voi
       cgroupId: u64(batch, at + F.cgroup_id.offset),
       sockId: u64(batch, at + F.sock_id.offset),
       tgid: batch.readUInt32LE(at + F.tgid.offset),
-      tid: batch.readUInt32LE(at + F.tid.offset),
+      tid,
       ppid: batch.readUInt32LE(at + F.ppid.offset),
       uid: batch.readUInt32LE(at + F.uid.offset),
       len: batch.readUInt32LE(at + F.len.offset),
@@ -119,10 +148,11 @@ export function decodeBatch(batch: Buffer, onEvent: (event: CaptureEvent) => voi
       remoteIp: v6 ? ipv6At(batch, at + F.daddr.offset) : ipv4At(batch, at + F.daddr.offset),
       remotePort: batch.readUInt16LE(at + F.dport.offset),
       source: batch[at + F.source.offset],
-      comm: commAt(batch, at + F.comm.offset, F.comm.size),
+      comm: commAt(batch, at + F.comm.offset, tid),
       netns: batch.readUInt32LE(at + F.netns.offset),
-      payload: batch.subarray(at + EVENT_HEADER_SIZE, end - tailLen),
-      tail: batch.subarray(end - tailLen, end),
+      // payload-less events (a shadowed socket's) and tail-less ones share one empty buffer
+      payload: payloadEnd > at + EVENT_HEADER_SIZE ? batch.subarray(at + EVENT_HEADER_SIZE, payloadEnd) : EMPTY,
+      tail: tailLen > 0 ? batch.subarray(payloadEnd, end) : EMPTY,
     });
     at = end;
   }

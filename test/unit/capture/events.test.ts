@@ -183,6 +183,27 @@ describe('encodeEvent / decodeBatch', () => {
     assert.equal(ev.comm, 'a-very-long-pro');
   });
 
+  test('a thread that renames itself: its next events carry the new name (names are reused per thread only while the bytes match)', () => {
+    const names = ['nginx', 'nginx: worker', 'nginx', 'ngin', 'nginy', 'ü-worker'];
+    const batch = Buffer.concat(names.map((comm) => encodeEvent(input({ tid: 777, comm }))));
+    assert.deepEqual(
+      decodeAll(batch).map((e) => e.comm),
+      names,
+    );
+    // another thread with the same bytes gets the same text
+    const [other] = decodeAll(encodeEvent(input({ tid: 778, comm: 'nginx' })));
+    assert.equal(other.comm, 'nginx');
+  });
+
+  test('payload-less and tail-less events have empty buffers', () => {
+    const [ev] = decodeAll(encodeEvent(input({ len: 100 })));
+    assert.equal(ev.payload.length, 0);
+    assert.equal(ev.tail.length, 0);
+    const [withTail] = decodeAll(encodeEvent(input({ len: 5000, payload: Buffer.from('head'), tail: Buffer.from('tail') })));
+    assert.equal(withTail.payload.toString(), 'head');
+    assert.equal(withTail.tail.toString(), 'tail');
+  });
+
   test('an empty batch has no events', () => {
     assert.deepEqual(decodeAll(Buffer.alloc(0)), []);
   });
