@@ -4,6 +4,8 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <sched.h>
+
 #include <cerrno>
 #include <cstddef>
 #include <cstdarg>
@@ -542,8 +544,25 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// setSchedIdle(tid) -> 0, or the errno of sched_setscheduler(tid, SCHED_IDLE).
+// Under SCHED_IDLE a thread runs only on CPU no other task wants, and a waking
+// normal task always preempts it; threads it starts later inherit the policy.
+Napi::Value SetSchedIdle(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "setSchedIdle(tid: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const pid_t tid = static_cast<pid_t>(info[0].As<Napi::Number>().Int32Value());
+  struct sched_param param {};
+  param.sched_priority = 0;
+  const int rc = sched_setscheduler(tid, SCHED_IDLE, &param);
+  return Napi::Number::New(env, rc == 0 ? 0 : errno);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe));
+  exports.Set("setSchedIdle", Napi::Function::New(env, SetSchedIdle));
   exports.Set("Capture", Capture::Init(env));
   exports.Set("layout", Layout(env));
   return exports;

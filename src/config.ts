@@ -271,6 +271,13 @@ export const configSchema = z.strictObject({
    * the kernel and counted (ringbufDrops), the applications keep their speed.
    */
   nice: z.number().int().min(-20).max(19).default(0),
+  /**
+   * Run the agent under SCHED_IDLE once it captures: it gets only CPU that no other
+   * task wants and any waking task preempts it, so a saturated host's applications
+   * keep the capture floor's speed; what the agent cannot drain then is dropped by
+   * the kernel and counted. Below saturation nothing changes. (nice has no effect then.)
+   */
+  sched_idle: z.boolean().default(false),
   /** Seconds between stats lines on stderr (0: only at exit). */
   stats_interval_s: z.number().min(0).default(30),
   setup: setup.prefault({}),

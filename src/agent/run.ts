@@ -10,7 +10,8 @@ import type { Output } from '../outputs/types';
 import { createModules, portMap } from '../protocols/registry';
 import { PROTOCOL_IDS } from '../protocols/types';
 import type { Logger } from '../util/logger';
-import { setProcessNice } from '../util/priority';
+import { loadBinding } from '../capture/addon';
+import { setProcessNice, setProcessSchedIdle } from '../util/priority';
 import { createPacketModeSource } from './packet-mode';
 import { createPipeline, TICK_MS, type Pipeline } from './pipeline';
 
@@ -200,6 +201,15 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
     abandonOutputs();
     throw err instanceof CaptureStartError ? err : new CaptureStartError(`failed to start capture: ${(err as Error).message}`, undefined);
   }
-  log.info({ mode: source.mode, hooks: source.hooks, ports: kernelPorts(config).map(([p]) => p), pid: process.pid, nice: os.getPriority() }, 'capturing');
+  if (config.sched_idle) {
+    // only now: the kernel's programs are loaded and attached (the verifier's work is
+    // not left to idle CPU), and the threads that exist take it; later ones inherit it
+    const { threads, failures } = setProcessSchedIdle((tid) => loadBinding().setSchedIdle(tid));
+    if (failures.length > 0) log.warn({ threads, failures: failures.slice(0, 3) }, 'could not put every agent thread under SCHED_IDLE');
+  }
+  log.info(
+    { mode: source.mode, hooks: source.hooks, ports: kernelPorts(config).map(([p]) => p), pid: process.pid, nice: os.getPriority(), sched_idle: config.sched_idle },
+    'capturing',
+  );
   return { stop: (reason) => stop(reason), done };
 }

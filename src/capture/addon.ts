@@ -54,6 +54,8 @@ export interface CaptureBinding {
   Capture: new (options: NativeCaptureOptions) => NativeCapture;
   layout: AddonLayout;
   probe(): KernelProbe;
+  /** sched_setscheduler(tid, SCHED_IDLE): 0, or the errno it failed with. */
+  setSchedIdle(tid: number): number;
 }
 
 /** Errors thrown by the addon carry these. */

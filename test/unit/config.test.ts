@@ -165,6 +165,13 @@ describe('validateConfig: errors name the key', () => {
     assert.equal(validateConfig({ max_payload: 64 }, 't').max_payload, 64);
   });
 
+  test('sched_idle: off by default, a boolean; --sched-idle turns it on over the file', () => {
+    assert.equal(validateConfig({}, 't').sched_idle, false);
+    assert.match(configError(() => validateConfig({ sched_idle: 'yes' }, 't')).message, /sched_idle:/);
+    assert.equal(loadConfig({ config: writeYaml('sched_idle: false\n'), schedIdle: true }).sched_idle, true);
+    assert.equal(loadConfig({ config: writeYaml('sched_idle: true\n') }).sched_idle, true);
+  });
+
   test('nice: -20..19, whole; the --nice flag over the file', () => {
     for (const bad of [-21, 20, 1.5]) assert.match(configError(() => validateConfig({ nice: bad }, 't')).message, /nice:/);
     assert.equal(validateConfig({ nice: 19 }, 't').nice, 19);

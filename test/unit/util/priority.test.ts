@@ -48,3 +48,21 @@ test('threads that refuse (gone meanwhile) are reported, not thrown; no task lis
   }
   assert.deepEqual(setProcessNice(os.getPriority(), '/nonexistent-task-dir'), { threads: 1, failures: [] });
 });
+
+test('SCHED_IDLE: errors name the errno; threads that take it are counted', () => {
+  const { setProcessSchedIdle } = require(PRIORITY) as typeof import('../../../src/util/priority');
+  const tasks = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-tasks-'));
+  try {
+    for (const tid of [11, 12, 13]) fs.writeFileSync(path.join(tasks, String(tid)), '');
+    const asked: number[] = [];
+    const r = setProcessSchedIdle((tid) => {
+      asked.push(tid);
+      return tid === 12 ? os.constants.errno.ESRCH : 0;
+    }, tasks);
+    assert.deepEqual(asked.sort(), [11, 12, 13]);
+    assert.equal(r.threads, 2);
+    assert.deepEqual(r.failures, [`thread 12: ESRCH (errno ${os.constants.errno.ESRCH})`]);
+  } finally {
+    fs.rmSync(tasks, { recursive: true, force: true });
+  }
+});
