@@ -6,8 +6,9 @@
  *   - completeness: agent transactions / wrk requests, with kernel drops beside
  *   - agent cost: CPU seconds per 10,000 transactions, events/s and MB/s drained, RSS
  * Every load is bounded (wrk -d), on loopback, and stops by itself.
- * Each round also runs the agent at a lower CPU priority (`--nice`, default 19):
- * on these 2 cores it then yields to wrk and nginx at saturation, what it cannot
+ * Each round also runs the agent yielding the CPU, at a lower priority (`--nice`,
+ * default 19) and under SCHED_IDLE (`--sched-idle`): at saturation it then leaves
+ * these 2 cores to wrk and nginx (as far as the scheduler lets it), what it cannot
  * drain is dropped by the kernel and counted.
  *   node dist/bench/http.js [--rounds N] [--seconds S] [--connections C] [--nice N]
  */
@@ -59,8 +60,12 @@ interface AgentRound extends WrkResult, HttpTally {
   mbPerS: number;
 }
 
-async function agentRound(seconds: number, dir: string, paced = false, nice = 0): Promise<AgentRound> {
-  const run = await withAgent(['--ports', `http=${PORT}`, '--nice', String(nice)], dir, () => wrk(seconds, paced));
+/** How the agent yields: not (default), by nice, or under SCHED_IDLE. */
+type Yield = { nice: number } | 'sched-idle' | undefined;
+
+async function agentRound(seconds: number, dir: string, paced = false, yieldBy: Yield = undefined): Promise<AgentRound> {
+  const how = yieldBy === undefined ? [] : yieldBy === 'sched-idle' ? ['--sched-idle'] : ['--nice', String(yieldBy.nice)];
+  const run = await withAgent(['--ports', `http=${PORT}`, ...how], dir, () => wrk(seconds, paced));
   // every document is checked against what wrk sent; requests in flight when wrk
   // stops are reported unanswered: not a completed request
   const tally = newHttpTally();
@@ -81,6 +86,24 @@ async function floorRound(seconds: number, paced = false): Promise<WrkResult> {
   return withFloor([PORT], seconds, () => wrk(seconds, paced));
 }
 
+/** The figures of an agent that yields the CPU (nice, SCHED_IDLE), beside the same round's untraced and floor runs. */
+function yielding(rs: Array<{ sat: AgentRound; paced: AgentRound; floor: WrkResult; floorPaced: WrkResult; off: WrkResult; offPaced: WrkResult }>) {
+  return {
+    agent_vs_floor_rps: { ...summarize(rs.map((r) => r.sat.rps / r.floor.rps)), target: 0.95 },
+    agent_vs_untraced_rps: summarize(rs.map((r) => r.sat.rps / r.off.rps)),
+    completeness_at_saturation: summarize(rs.map((r) => r.sat.transactions / r.sat.requests)),
+    kernel_ringbuf_drops: rs.map((r) => r.sat.kernel.ringbufDrops ?? null),
+    missing_vs_drops: rs.map((r) => ({ missing: r.sat.requests - r.sat.transactions - r.sat.unanswered, drops: r.sat.kernel.ringbufDrops ?? null })),
+    agent_cpu_seconds_per_10k_txns: summarize(rs.map((r) => (r.sat.cpuSeconds / Math.max(1, r.sat.transactions)) * 1e4)),
+    fixed_rate_p99_vs_untraced: { ...summarize(rs.map((r) => r.paced.p99us / r.offPaced.p99us)), target: 1.1 },
+    fixed_rate_p50_vs_untraced: summarize(rs.map((r) => r.paced.p50us / r.offPaced.p50us)),
+    fixed_rate_p99_vs_floor: summarize(rs.map((r) => r.paced.p99us / r.floorPaced.p99us)),
+    fixed_rate_completeness: { ...summarize(rs.map((r) => r.paced.transactions / r.paced.requests)), target: 0.999 },
+    fixed_rate_agent_cpu_seconds_per_10k_txns: summarize(rs.map((r) => (r.paced.cpuSeconds / Math.max(1, r.paced.transactions)) * 1e4)),
+    wrong_documents: rs.reduce((n, r) => n + r.sat.wrong + r.paced.wrong, 0),
+  };
+}
+
 async function main(): Promise<void> {
   requireTools({ nginx: 'nginx-light', wrk: 'wrk' });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-bench-'));
@@ -95,6 +118,8 @@ async function main(): Promise<void> {
     floorPaced: WrkResult;
     agentPaced: AgentRound;
     nicedPaced: AgentRound;
+    idle: AgentRound;
+    idlePaced: AgentRound;
   }> = [];
   try {
     wrk(1); // warm up
@@ -102,18 +127,21 @@ async function main(): Promise<void> {
       const off = wrk(SECONDS);
       const floor = await floorRound(SECONDS);
       const agent = await agentRound(SECONDS, dir);
-      const niced = await agentRound(SECONDS, dir, false, NICE);
+      const niced = await agentRound(SECONDS, dir, false, { nice: NICE });
+      const idle = await agentRound(SECONDS, dir, false, 'sched-idle');
       const offPaced = wrk(SECONDS, true);
       const floorPaced = await floorRound(SECONDS, true);
       const agentPaced = await agentRound(SECONDS, dir, true);
-      const nicedPaced = await agentRound(SECONDS, dir, true, NICE);
-      rounds.push({ off, floor, agent, niced, offPaced, floorPaced, agentPaced, nicedPaced });
+      const nicedPaced = await agentRound(SECONDS, dir, true, { nice: NICE });
+      const idlePaced = await agentRound(SECONDS, dir, true, 'sched-idle');
+      rounds.push({ off, floor, agent, niced, offPaced, floorPaced, agentPaced, nicedPaced, idle, idlePaced });
       process.stderr.write(
         `round ${i + 1}/${ROUNDS}: off ${off.rps.toFixed(0)} rps, floor ${floor.rps.toFixed(0)}, agent ${agent.rps.toFixed(0)} ` +
           `(${agent.transactions}/${agent.requests} txns, ${agent.cpuSeconds.toFixed(2)} cpu-s, drops ${agent.kernel.ringbufDrops ?? '?'}); ` +
           `nice ${NICE}: ${niced.rps.toFixed(0)} rps (${niced.transactions}/${niced.requests} txns, drops ${niced.kernel.ringbufDrops ?? '?'}); ` +
-          `paced: p99 ${offPaced.p99us}us off, ${floorPaced.p99us}us floor, ${agentPaced.p99us}us agent, ${nicedPaced.p99us}us niced, ` +
-          `${agentPaced.transactions}/${agentPaced.requests} txns, niced ${nicedPaced.transactions}/${nicedPaced.requests}\n`,
+          `sched-idle: ${idle.rps.toFixed(0)} rps (${idle.transactions}/${idle.requests} txns, drops ${idle.kernel.ringbufDrops ?? '?'}); ` +
+          `paced: p99 ${offPaced.p99us}us off, ${floorPaced.p99us}us floor, ${agentPaced.p99us}us agent, ${nicedPaced.p99us}us niced, ${idlePaced.p99us}us sched-idle, ` +
+          `${agentPaced.transactions}/${agentPaced.requests} txns, niced ${nicedPaced.transactions}/${nicedPaced.requests}, sched-idle ${idlePaced.transactions}/${idlePaced.requests}\n`,
       );
     }
   } finally {
@@ -163,23 +191,9 @@ async function main(): Promise<void> {
     missing_vs_drops: rounds.map((r) => ({
       missing: r.agent.requests - r.agent.transactions - r.agent.unanswered,
       drops: r.agent.kernel.ringbufDrops ?? null,
-      niced_missing: r.niced.requests - r.niced.transactions - r.niced.unanswered,
-      niced_drops: r.niced.kernel.ringbufDrops ?? null,
     })),
-    with_nice: {
-      nice: NICE,
-      agent_vs_floor_rps: { ...summarize(rounds.map((r) => r.niced.rps / r.floor.rps)), target: 0.95 },
-      agent_vs_untraced_rps: summarize(rounds.map((r) => r.niced.rps / r.off.rps)),
-      completeness_at_saturation: summarize(rounds.map((r) => r.niced.transactions / r.niced.requests)),
-      kernel_ringbuf_drops: rounds.map((r) => r.niced.kernel.ringbufDrops ?? null),
-      agent_cpu_seconds_per_10k_txns: summarize(rounds.map((r) => (r.niced.cpuSeconds / Math.max(1, r.niced.transactions)) * 1e4)),
-      fixed_rate_p99_vs_untraced: { ...summarize(rounds.map((r) => r.nicedPaced.p99us / r.offPaced.p99us)), target: 1.1 },
-      fixed_rate_p50_vs_untraced: summarize(rounds.map((r) => r.nicedPaced.p50us / r.offPaced.p50us)),
-      fixed_rate_p99_vs_floor: summarize(rounds.map((r) => r.nicedPaced.p99us / r.floorPaced.p99us)),
-      fixed_rate_completeness: { ...summarize(rounds.map((r) => r.nicedPaced.transactions / r.nicedPaced.requests)), target: 0.999 },
-      fixed_rate_agent_cpu_seconds_per_10k_txns: summarize(rounds.map((r) => (r.nicedPaced.cpuSeconds / Math.max(1, r.nicedPaced.transactions)) * 1e4)),
-      wrong_documents: rounds.reduce((n, r) => n + r.niced.wrong + r.nicedPaced.wrong, 0),
-    },
+    with_nice: { nice: NICE, ...yielding(rounds.map((r) => ({ sat: r.niced, paced: r.nicedPaced, floor: r.floor, floorPaced: r.floorPaced, off: r.off, offPaced: r.offPaced }))) },
+    with_sched_idle: yielding(rounds.map((r) => ({ sat: r.idle, paced: r.idlePaced, floor: r.floor, floorPaced: r.floorPaced, off: r.off, offPaced: r.offPaced }))),
     rounds,
   };
   report('http', summary);
