@@ -556,6 +556,8 @@ class HttpParser implements ProtocolParser {
         return;
       }
       d.garbageReported = false;
+      // the common fields are written out in both literals (here and for responses):
+      // spreading them from a helper's object cost ~3% of the agent's CPU per transaction
       const req: HttpRequest = {
         kind: 'request',
         head: text,
