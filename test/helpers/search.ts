@@ -64,14 +64,23 @@ export async function count(target: SearchTarget, index: string): Promise<number
   return r.status === 200 ? (r.json.count as number) : 0;
 }
 
-/** Poll until `pred` holds, or fail saying what was last seen. */
+/**
+ * Poll until `pred` holds, or fail saying what was last seen. A `get` that throws
+ * is polled again (a node answers 503 while a new index's shards start, or while
+ * it restarts); at the deadline its last error is the reason given.
+ */
 export async function eventually<T>(what: string, get: () => Promise<T>, pred: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let last: T;
+  let last: string;
   for (;;) {
-    last = await get();
-    if (pred(last)) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last).slice(0, 500)}`);
+    try {
+      const v = await get();
+      if (pred(v)) return v;
+      last = JSON.stringify(v).slice(0, 500);
+    } catch (err) {
+      last = `error: ${(err as Error).message.slice(0, 500)}`;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${last}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }

@@ -1,40 +1,18 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { kernelSkip, startAgent, waitNoPrograms, type AgentRun } from '../helpers/agent';
+import { byQuery, driveHttpTraffic, type ClientRun } from '../helpers/http-clients';
 import { BIG_FILE_BYTES, startNginx, startNodeServer, type RunningServer } from '../helpers/servers';
 
 const NGINX_PORT = 18080;
 const NODE_PORT = 18081;
 const skip = kernelSkip();
 
-interface ClientRun {
-  pid: number;
-  code: number | null;
-  stdout: string;
-  elapsedNs: number;
-}
-
-/** Run curl; its pid and the wall time it took (an upper bound for any duration it saw). */
-function curl(args: string[]): Promise<ClientRun> {
-  const t0 = process.hrtime.bigint();
-  const child = spawn('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}\n', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let stdout = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  return new Promise((resolve) =>
-    child.on('exit', (code) => resolve({ pid: child.pid!, code, stdout, elapsedNs: Number(process.hrtime.bigint() - t0) })),
-  );
-}
-
-type Doc = Record<string, any>;
-const byQuery = (docs: Doc[], port: number, query: string) =>
-  docs.filter((d) => d.query === query && d.destination?.port === port);
-
 describe('HTTP transactions from the kernel (syscall mode)', { skip }, () => {
   let nginx: RunningServer;
   let node: RunningServer;
   let agent: AgentRun;
-  const clients: Record<string, ClientRun> = {};
+  let clients: Record<string, ClientRun> = {};
   let fetchNs = 0;
 
   before(async () => {
@@ -46,23 +24,7 @@ describe('HTTP transactions from the kernel (syscall mode)', { skip }, () => {
       join_window_ms: 300,
       stats_interval_s: 0,
     });
-    clients.hello = await curl([`http://127.0.0.1:${NGINX_PORT}/hello`]);
-    // one connection, three requests (curl reuses it)
-    clients.keepalive = await curl([
-      `http://127.0.0.1:${NGINX_PORT}/hello?n=1`,
-      `http://127.0.0.1:${NGINX_PORT}/hello?n=2`,
-      `http://127.0.0.1:${NGINX_PORT}/hello?n=3`,
-    ]);
-    clients.big = await curl([`http://127.0.0.1:${NGINX_PORT}/big.bin`]);
-    clients.missing = await curl([`http://127.0.0.1:${NGINX_PORT}/missing`]);
-    clients.nodeBig = await curl([`http://127.0.0.1:${NODE_PORT}/big`]);
-    clients.never = await curl(['--max-time', '1', `http://127.0.0.1:${NODE_PORT}/never`]);
-    const t0 = process.hrtime.bigint();
-    const res = await fetch(`http://127.0.0.1:${NODE_PORT}/hello`);
-    await res.text();
-    fetchNs = Number(process.hrtime.bigint() - t0);
-    await agent.waitFor((docs) => docs.some((d) => d.url?.path === '/never'), 8000);
-    await agent.waitFor((docs) => docs.some((d) => d.url?.path === '/hello' && d.destination?.port === NODE_PORT));
+    ({ clients, fetchNs } = await driveHttpTraffic(agent, NGINX_PORT, NODE_PORT));
     agent.child.kill('SIGINT');
     const exit = await agent.exited;
     assert.equal(exit.code, 0, `agent exit: ${JSON.stringify(exit)}\n${agent.stderr.join('\n')}`);

@@ -112,6 +112,10 @@ describe('run → OpenSearch (syscall capture, real node)', { skip }, () => {
     const spoolDir = path.join(tmp, 'spool-outage');
     const a = await agent(agentConfig(outputConfig(node, spoolDir, { queue: { max_bytes: 64 * 1024 } })));
     const traffic = startTraffic('i');
+    // a failure must not leave its traffic and agent running, or the node stopped, into the next test
+    t.after(() => traffic.stop());
+    t.after(() => void (a.child.exitCode === null && a.child.kill('SIGKILL')));
+    t.after(() => node.start().catch(() => undefined)); // refused when it runs
     const ours = (hits: Hit[]) => hits.filter((h) => /^i=\d+$/.test(h._source.url?.query ?? ''));
     await eventually('documents before the outage', async () => ours(await allDocs(node, 'packetbeat-ebpf-http')).length, (n) => n >= 30, 30_000);
 
@@ -165,11 +169,14 @@ describe('run → OpenSearch (syscall capture, real node)', { skip }, () => {
     assert.ok(stats.some((l) => l.stats.outputs.opensearch.spool_docs > 0), 'spooled documents visible in a stats line');
   });
 
-  test('documents spooled when the agent stops are sent by the next agent', async () => {
+  test('documents spooled when the agent stops are sent by the next agent', async (t) => {
     const spoolDir = path.join(tmp, 'spool-restart');
     await node.stop();
     const first = await agent(agentConfig(outputConfig(node, spoolDir)));
     const traffic = startTraffic('r');
+    t.after(() => traffic.stop());
+    t.after(() => void (first.child.exitCode === null && first.child.kill('SIGKILL')));
+    t.after(() => node.start().catch(() => undefined)); // refused when it runs
     await eventually('some requests', async () => traffic.sent.size, (n) => n >= 20, 30_000);
     await traffic.stop();
     await first.waitFor((docs) => docs.filter((d) => /^r=\d+$/.test(d.url?.query ?? '')).length === traffic.sent.size, 15_000);

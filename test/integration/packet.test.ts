@@ -4,33 +4,13 @@ import * as fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { BIN, startAgent, waitNoPrograms, type AgentRun } from '../helpers/agent';
 import { createVethNamespace, packetSkip, sendHostileFrames, waitForEndpoint, writeServerScript, type VethNamespace } from '../helpers/packet';
+import { byQuery, curl, driveHttpTraffic, type ClientRun, type Doc } from '../helpers/http-clients';
 import { BIG_FILE_BYTES, startNginx, startNodeServer, type RunningServer } from '../helpers/servers';
 
 const NGINX_PORT = 18380;
 const NODE_PORT = 18381;
 const NS_PORT = 18382;
 const skip = packetSkip();
-
-interface ClientRun {
-  pid: number;
-  code: number | null;
-  stdout: string;
-  elapsedNs: number;
-}
-
-/** Run curl; its pid and the wall time it took (an upper bound for any duration it saw). */
-function curl(args: string[]): Promise<ClientRun> {
-  const t0 = process.hrtime.bigint();
-  const child = spawn('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}\n', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let stdout = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  return new Promise((resolve) =>
-    child.on('exit', (code) => resolve({ pid: child.pid!, code, stdout, elapsedNs: Number(process.hrtime.bigint() - t0) })),
-  );
-}
-
-type Doc = Record<string, any>;
-const byQuery = (docs: Doc[], port: number, query: string) => docs.filter((d) => d.query === query && d.destination?.port === port);
 
 /** The agent's last stats line (written when it stops). */
 function finalStats(agent: AgentRun): Record<string, any> {
@@ -58,7 +38,7 @@ describe('HTTP transactions from packets (packet mode, loopback)', { skip }, () 
   let nginx: RunningServer;
   let node: RunningServer;
   let agent: AgentRun;
-  const clients: Record<string, ClientRun> = {};
+  let clients: Record<string, ClientRun> = {};
   let fetchNs = 0;
   let fetchPort = 0;
 
@@ -72,23 +52,7 @@ describe('HTTP transactions from packets (packet mode, loopback)', { skip }, () 
       join_window_ms: 300,
       stats_interval_s: 0,
     });
-    clients.hello = await curl([`http://127.0.0.1:${NGINX_PORT}/hello`]);
-    // one connection, three requests (curl reuses it)
-    clients.keepalive = await curl([
-      `http://127.0.0.1:${NGINX_PORT}/hello?n=1`,
-      `http://127.0.0.1:${NGINX_PORT}/hello?n=2`,
-      `http://127.0.0.1:${NGINX_PORT}/hello?n=3`,
-    ]);
-    clients.big = await curl([`http://127.0.0.1:${NGINX_PORT}/big.bin`]);
-    clients.missing = await curl([`http://127.0.0.1:${NGINX_PORT}/missing`]);
-    clients.nodeBig = await curl([`http://127.0.0.1:${NODE_PORT}/big`]);
-    clients.never = await curl(['--max-time', '1', `http://127.0.0.1:${NODE_PORT}/never`]);
-    const t0 = process.hrtime.bigint();
-    const res = await fetch(`http://127.0.0.1:${NODE_PORT}/hello`);
-    await res.text();
-    fetchNs = Number(process.hrtime.bigint() - t0);
-    await agent.waitFor((docs) => docs.some((d) => d.url?.path === '/never'), 8000);
-    await agent.waitFor((docs) => docs.some((d) => d.url?.path === '/hello' && d.destination?.port === NODE_PORT));
+    ({ clients, fetchNs } = await driveHttpTraffic(agent, NGINX_PORT, NODE_PORT));
     fetchPort = agent.docs.find((d) => d.url?.path === '/hello' && d.destination?.port === NODE_PORT)!.source.port;
     // lies about headers and garbage to a captured port, then the agent must still work
     sendHostileFrames(NODE_PORT, 400, 7);
@@ -244,7 +208,7 @@ describe('packet mode across network namespaces (veth)', { skip }, () => {
   let serverDir: string;
   let attributed: AgentRun;
   let wire: AgentRun;
-  const clients: Record<string, ClientRun> = {};
+  let clients: Record<string, ClientRun> = {};
 
   before(async () => {
     ns = createVethNamespace(process.pid % 200);
