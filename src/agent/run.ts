@@ -204,8 +204,14 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
   if (config.sched_idle) {
     // only now: the kernel's programs are loaded and attached (the verifier's work is
     // not left to idle CPU), and the threads that exist take it; later ones inherit it
-    const { threads, failures } = setProcessSchedIdle((tid) => loadBinding().setSchedIdle(tid));
-    if (failures.length > 0) log.warn({ threads, failures: failures.slice(0, 3) }, 'could not put every agent thread under SCHED_IDLE');
+    try {
+      const binding = loadBinding();
+      const { threads, failures } = setProcessSchedIdle((tid) => binding.setSchedIdle(tid));
+      if (failures.length > 0) log.warn({ threads, failures: failures.slice(0, 3) }, 'could not put every agent thread under SCHED_IDLE');
+    } catch (err) {
+      // capturing already: a missing native helper costs the scheduling policy, not the run
+      log.warn({ err }, 'could not put the agent under SCHED_IDLE');
+    }
   }
   log.info(
     { mode: source.mode, hooks: source.hooks, ports: kernelPorts(config).map(([p]) => p), pid: process.pid, nice: os.getPriority(), sched_idle: config.sched_idle },
