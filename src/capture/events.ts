@@ -50,7 +50,6 @@ function u64(buf: Buffer, at: number): number {
 // decoding an event then allocates the event and its two buffer views only.
 const TEXT_CACHE_MAX = 4096;
 const v4Text = new Map<number, string>();
-const commText = new Map<string, string>();
 
 function ipv4At(buf: Buffer, at: number): string {
   const key = buf.readUInt32LE(at);
@@ -92,13 +91,7 @@ function commAt(buf: Buffer, at: number, tid: number): string {
   if (known !== undefined && known.w0 === w0 && known.w1 === w1 && known.w2 === w2 && known.w3 === w3) return known.text;
   let end = at;
   while (end < at + COMM_SIZE && buf[end] !== 0) end++;
-  const key = buf.toString('latin1', at, end);
-  let text = commText.get(key);
-  if (text === undefined) {
-    if (commText.size >= TEXT_CACHE_MAX) commText.clear();
-    text = buf.toString('utf8', at, end);
-    commText.set(key, text);
-  }
+  const text = buf.toString('utf8', at, end);
   if (commByTid.size >= TEXT_CACHE_MAX) commByTid.clear();
   commByTid.set(tid, { w0, w1, w2, w3, text });
   return text;
