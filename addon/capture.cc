@@ -348,10 +348,30 @@ class Capture : public Napi::ObjectWrap<Capture> {
     return info.Env().Undefined();
   }
 
-  // drain(): consume what is in the ring buffer now (batches go to onBatch).
+  // drain(): consume what is in the ring buffer now, a turn's worth (batches go
+  // to onBatch). drain(budgetMs): all of it, paused or not, for up to budgetMs
+  // (the last drain before closing); returns whether the ring buffer was emptied.
   Napi::Value Drain(const Napi::CallbackInfo& info) {
+    if (info.Length() > 0 && info[0].IsNumber()) {
+      uint64_t budget_ns = static_cast<uint64_t>(std::max(0.0, info[0].As<Napi::Number>().DoubleValue()) * 1e6);
+      bool emptied = rb_ && DrainAll(budget_ns);
+      return Napi::Boolean::New(info.Env(), emptied);
+    }
     if (rb_) (void)DrainToJs();
     return info.Env().Undefined();
+  }
+
+  // Everything in the ring buffer (until a consume comes back short of a full
+  // batch), whatever the pause, for up to budget_ns. True when emptied.
+  bool DrainAll(uint64_t budget_ns) {
+    if (draining_) return false;
+    const uint64_t until = uv_hrtime() + budget_ns;
+    while (rb_) {
+      bool got = DrainToJs(1, true);
+      if (!got || !last_full_) return true;
+      if (uv_hrtime() >= until) return false;
+    }
+    return false;
   }
 
   static int OnSample(void* ctx, void* data, size_t size) {
@@ -369,13 +389,14 @@ class Capture : public Napi::ObjectWrap<Capture> {
 
   // Consume the ring buffer, one JS call per batch. Never throws into libuv.
   // Returns whether anything was handed over.
-  bool DrainToJs() {
+  bool DrainToJs(int turns = kBatchesPerTurn, bool despite_pause = false) {
     if (!rb_ || draining_) return false;
     draining_ = true;
     bool got = false;
     Napi::Env env = Env();
-    for (int turn = 0; turn < kBatchesPerTurn; turn++) {
+    for (int turn = 0; turn < turns; turn++) {
       int r = ring_buffer__consume(rb_);
+      last_full_ = r == kBatchFull;
       if (!batch_.empty()) {
         got = true;
         Napi::HandleScope scope(env);
@@ -388,7 +409,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
           break;
         }
       }
-      if (r != kBatchFull || !rb_ || paused_) break;
+      if (r != kBatchFull || !rb_ || (paused_ && !despite_pause)) break;
     }
     draining_ = false;
     return got;
@@ -494,6 +515,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
   bool paused_ = false;
   uint64_t interval_ = 20;     // longest drain period (idle)
   uint64_t min_interval_ = 1;  // shortest, while events keep coming
+  bool last_full_ = false;     // the last consume stopped at a full batch: more may wait
   uint64_t next_ms_ = 1;
   bool cleanup_hook_ = false;
   Napi::Env::CleanupHook<void (*)(Capture*), Capture> cleanup_;

@@ -272,8 +272,14 @@ class PacketCapture : public Napi::ObjectWrap<PacketCapture> {
     return info.Env().Undefined();
   }
 
-  // drain(): consume what is in the ring buffer now (batches go to onBatch).
+  // drain(): consume what is in the ring buffer now, a turn's worth (batches go
+  // to onBatch). drain(budgetMs): all of it, paused or not, for up to budgetMs
+  // (the last drain before closing); returns whether the ring buffer was emptied.
   Napi::Value Drain(const Napi::CallbackInfo& info) {
+    if (info.Length() > 0 && info[0].IsNumber()) {
+      uint64_t budget_ns = static_cast<uint64_t>(std::max(0.0, info[0].As<Napi::Number>().DoubleValue()) * 1e6);
+      return Napi::Boolean::New(info.Env(), drain_.started() && drain_.DrainAll(budget_ns));
+    }
     (void)drain_.Drain();
     return info.Env().Undefined();
   }

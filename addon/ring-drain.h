@@ -80,14 +80,15 @@ class RingDrain {
     paused_ = false;
   }
 
-  // Consume what is in the ring buffer now. Never throws into libuv.
-  // Returns whether anything was handed over.
-  bool Drain() {
+  // Consume what is in the ring buffer now, a turn's worth. Never throws into
+  // libuv. Returns whether anything was handed over.
+  bool Drain(int turns = kBatchesPerTurn, bool despite_pause = false) {
     if (!rb_ || draining_) return false;
     draining_ = true;
     bool got = false;
-    for (int turn = 0; turn < kBatchesPerTurn; turn++) {
+    for (int turn = 0; turn < turns; turn++) {
       int r = ring_buffer__consume(rb_);
+      last_full_ = r == kBatchFull;
       if (!batch_.empty()) {
         got = true;
         Napi::HandleScope scope(env_);
@@ -100,10 +101,24 @@ class RingDrain {
           break;
         }
       }
-      if (r != kBatchFull || !rb_ || paused_) break;
+      if (r != kBatchFull || !rb_ || (paused_ && !despite_pause)) break;
     }
     draining_ = false;
     return got;
+  }
+
+  // Everything in the ring buffer (until a consume comes back short of a full
+  // batch), whatever the pause, for up to budget_ns: the last drain before
+  // closing. True when emptied.
+  bool DrainAll(uint64_t budget_ns) {
+    if (draining_) return false;
+    const uint64_t until = uv_hrtime() + budget_ns;
+    while (rb_) {
+      bool got = Drain(1, true);
+      if (!got || !last_full_) return true;
+      if (uv_hrtime() >= until) return false;
+    }
+    return false;
   }
 
   // Handles, reader and references. Idempotent.
@@ -168,6 +183,7 @@ class RingDrain {
   std::vector<uint8_t> batch_;
   bool draining_ = false;
   bool paused_ = false;
+  bool last_full_ = false;  // the last consume stopped at a full batch: more may wait
   uint64_t interval_ = 20;     // longest drain period (idle)
   uint64_t min_interval_ = 1;  // shortest, while records keep coming
   uint64_t next_ms_ = 1;

@@ -17,6 +17,8 @@ import { createPipeline, TICK_MS, type Pipeline } from './pipeline';
 
 /** How long shutdown waits for outputs to deliver (then backends spool what is left). */
 const SHUTDOWN_FLUSH_MS = 5_000;
+/** How long shutdown drains the ring buffer (a full 16 MiB one takes ~1-2 s to decode). */
+const SHUTDOWN_DRAIN_MS = 5_000;
 
 export interface RunningAgent {
   stop(reason: string): Promise<void>;
@@ -149,9 +151,16 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
       clearInterval(tick);
       if (statsTimer) clearInterval(statsTimer);
       try {
-        source.flush();
+        // all that the kernel handed over is decoded and published, not just a turn's worth
+        const emptied = source.flush(SHUTDOWN_DRAIN_MS);
         pipeline.flush();
-        log.info({ reason, stats: statsLine(source, pipeline, outputs, prev, backpressure) }, 'stopping');
+        const stats = statsLine(source, pipeline, outputs, prev, backpressure);
+        if (!emptied) {
+          // the kernel counts what it wrote to the ring buffer: what was not read is that minus what was
+          const undrained = source.mode === 'packet' ? undefined : Math.max(0, stats.kernel.events - stats.events);
+          log.warn({ budget_ms: SHUTDOWN_DRAIN_MS, undrained_events: undrained }, 'stopping before the ring buffer was emptied: the events left in it are not reported');
+        }
+        log.info({ reason, stats }, 'stopping');
       } finally {
         source.close();
         recorder?.close();

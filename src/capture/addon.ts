@@ -31,7 +31,9 @@ export interface NativeCapture {
   setVerdicts(verdicts: Array<[number, number]>): void;
   /** Drain every minIntervalMs while events keep coming, backing off to intervalMs when idle. */
   start(onBatch: (batch: Buffer) => void, intervalMs: number, minIntervalMs: number): void;
+  /** A turn's worth of what waits; with a budget: all of it, paused or not, for up to budgetMs (true: emptied). */
   drain(): void;
+  drain(budgetMs: number): boolean;
   /** Stop / restart draining (backpressure from the outputs). */
   pause(): void;
   resume(): void;

@@ -179,8 +179,8 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource & { 
         sink.onBatchEnd();
       }, options.drainIntervalMs, options.drainMinIntervalMs ?? 1);
     },
-    flush() {
-      if (!closed) native.drain();
+    flush(budgetMs) {
+      return closed || native.drain(budgetMs);
     },
     pause() {
       if (!closed) native.pause();

@@ -12,8 +12,11 @@ export interface CaptureSink {
 export interface CaptureSource {
   readonly mode: string;
   start(sink: CaptureSink): void;
-  /** Deliver what is buffered now (at shutdown, before close). */
-  flush(): void;
+  /**
+   * Deliver all that is buffered (at shutdown, before close), for up to
+   * budgetMs; false when time ran out before the buffer was emptied.
+   */
+  flush(budgetMs: number): boolean;
   counters(): KernelCounters;
   /** Stop delivering events for now (outputs are full); the source buffers or counts losses. */
   pause?(): void;

@@ -17,7 +17,9 @@ export interface NativePacketCapture {
   setPorts(entries: Array<[number, number]>): void;
   /** Drain every minIntervalMs while packets keep coming, backing off to intervalMs when idle. */
   start(onBatch: (batch: Buffer) => void, intervalMs: number, minIntervalMs: number): void;
+  /** A turn's worth of what waits; with a budget: all of it, paused or not, for up to budgetMs (true: emptied). */
   drain(): void;
+  drain(budgetMs: number): boolean;
   pause(): void;
   resume(): void;
   counters(): number[];

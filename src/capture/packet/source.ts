@@ -274,12 +274,13 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
         options.drainMinIntervalMs ?? 1,
       );
     },
-    flush() {
-      if (!closed) native.drain();
+    flush(budgetMs) {
+      const emptied = closed || native.drain(budgetMs);
       if (sink) {
         reassembler.flush();
         sink.onBatchEnd();
       }
+      return emptied;
     },
     pause() {
       if (!closed) native.pause();

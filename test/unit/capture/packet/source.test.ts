@@ -49,7 +49,9 @@ function fakeBinding() {
     start(onBatch: (b: Buffer) => void) {
       state.onBatch = onBatch;
     }
-    drain() {}
+    drain(): boolean {
+      return true;
+    }
     pause() {}
     resume() {}
     counters() {
@@ -165,7 +167,7 @@ function run(attributor: Attributor | undefined, opts: { pids?: number[]; selfPi
       monoNs += 2e9;
       wallMs += 2000;
       pipeline.tick();
-      source.flush();
+      source.flush(1000);
       pipeline.flush();
     },
   };
