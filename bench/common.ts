@@ -97,6 +97,19 @@ export interface AgentOptions {
   onStats?: (stats: Record<string, any>) => void;
   /** Each document, read back from the file after the load; the documents are then not kept (large runs). */
   onDoc?: (doc: Record<string, any>) => void;
+  /**
+   * Load run before the measured one and not counted: the agent measured is a
+   * running agent (its code compiled by V8), not one starting. Its documents
+   * (transactions started before the measured load) and its CPU are left out,
+   * and reported apart (`warmup`).
+   */
+  warmup?: () => unknown;
+}
+
+export interface WarmupFigures {
+  /** Documents of transactions that started before the measured load. */
+  documents: number;
+  cpuSeconds: number;
 }
 
 export interface AgentRun<T> {
@@ -107,16 +120,27 @@ export interface AgentRun<T> {
   /** Resident memory right after the load, and its peak over the agent's life (VmHWM). */
   rssMiB: number;
   rssPeakMiB: number;
-  /** The agent's last stats line. */
+  /** The agent's last stats line (its whole life: with the warm-up). */
   stats: Record<string, any>;
+  /** Wall seconds from capturing to the end (the time its stats cover). */
+  lifeSeconds: number;
+  warmup?: WarmupFigures;
 }
 
-/** The agent (documents to a file, read after the load) around `load`; its CPU counted from start of load to 1 s after. */
+/** Pause between the warm-up load and the measured one: the agent drains what the warm-up left. */
+const WARMUP_SETTLE_MS = 500;
+
+/** When a document's transaction started (ms since the epoch). */
+function docStartMs(doc: Record<string, any>): number {
+  return Date.parse(doc.event?.start ?? doc['@timestamp']);
+}
+
+/** The agent (documents to a file, read after the load) around `load` (after `warmup`); its CPU counted from start of load to 1 s after. */
 export async function withAgent<T>(
   args: string[],
   dir: string,
   load: (agent: AgentHandle) => T | Promise<T>,
-  { statsIntervalS = 0, onStats, onDoc }: AgentOptions = {},
+  { statsIntervalS = 0, onStats, onDoc, warmup }: AgentOptions = {},
 ): Promise<AgentRun<Awaited<T>>> {
   const docsFile = path.join(dir, 'docs.ndjson');
   const out = fs.openSync(docsFile, 'w');
@@ -145,10 +169,23 @@ export async function withAgent<T>(
     void closed.then((code) => reject(new Error(`the agent exited (${code}) before capturing:\n${lastLines.join('\n')}`)));
   });
   await capturing;
+  const born = Date.now();
   const pid = child.pid!;
-  const cpu0 = cpuSeconds(pid);
+  let cpu0 = cpuSeconds(pid);
+  let measuredFrom = -Infinity;
+  let warmupCpu = 0;
   let result: Awaited<T>;
   try {
+    if (warmup) {
+      await warmup();
+      // the boundary halfway through the pause: the agent's wall clock (sampled at
+      // its start, then counted on the monotonic clock) may have drifted from ours
+      measuredFrom = Date.now() + WARMUP_SETTLE_MS / 2;
+      await sleep(WARMUP_SETTLE_MS);
+      const cpu = cpuSeconds(pid);
+      warmupCpu = cpu - cpu0;
+      cpu0 = cpu;
+    }
     result = await load({ pid });
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the agent exited (${child.exitCode ?? child.signalCode}) during the load:\n${lastLines.join('\n')}`);
   } catch (err) {
@@ -162,15 +199,19 @@ export async function withAgent<T>(
   const rssPeak = statusMiB(pid, 'VmHWM');
   child.kill('SIGINT');
   await closed;
+  const lifeSeconds = (Date.now() - born) / 1000;
   const docs: Array<Record<string, any>> = [];
+  let warmupDocs = 0;
   for await (const l of readline.createInterface({ input: fs.createReadStream(docsFile), crlfDelay: Infinity })) {
     if (!l) continue;
     const doc = JSON.parse(l) as Record<string, any>;
-    if (onDoc) onDoc(doc);
+    if (docStartMs(doc) < measuredFrom) warmupDocs++;
+    else if (onDoc) onDoc(doc);
     else docs.push(doc);
   }
   fs.rmSync(docsFile);
-  return { result, docs, cpuSeconds: cpu, rssMiB: rss, rssPeakMiB: rssPeak, stats };
+  const warmupFigures = warmup ? { documents: warmupDocs, cpuSeconds: warmupCpu } : undefined;
+  return { result, docs, cpuSeconds: cpu, rssMiB: rss, rssPeakMiB: rssPeak, stats, lifeSeconds, warmup: warmupFigures };
 }
 
 export const median = (xs: number[]): number => {

@@ -6,11 +6,14 @@
  *   - completeness: agent transactions / wrk requests, with kernel drops beside
  *   - agent cost: CPU seconds per 10,000 transactions, events/s and MB/s drained, RSS
  * Every load is bounded (wrk -d), on loopback, and stops by itself.
+ * Each agent first gets --warmup seconds of the same load, not measured (its
+ * documents and CPU are left out): the figures are those of a running agent, not
+ * of one whose code V8 is still compiling (that cost is reported apart).
  * Each round also runs the agent yielding the CPU, at a lower priority (`--nice`,
  * default 19) and under SCHED_IDLE (`--sched-idle`): at saturation it then leaves
  * these 2 cores to wrk and nginx (as far as the scheduler lets it), what it cannot
  * drain is dropped by the kernel and counted.
- *   node dist/bench/http.js [--rounds N] [--seconds S] [--connections C] [--nice N]
+ *   node dist/bench/http.js [--rounds N] [--seconds S] [--connections C] [--nice N] [--warmup S]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -42,6 +45,8 @@ const ROUNDS = arg('rounds', 5);
 const SECONDS = arg('seconds', 5);
 const CONNECTIONS = arg('connections', 16);
 const NICE = arg('nice', 19);
+/** Seconds of the same load each agent gets first, not measured (0: measure an agent just started). */
+const WARMUP_S = arg('warmup', 3);
 
 /** Milliseconds each connection waits before its next request at the fixed rate. */
 const FIXED_DELAY_MS = arg('delay-ms', 2);
@@ -58,6 +63,8 @@ interface AgentRound extends WrkResult, HttpTally {
   kernel: Record<string, number>;
   eventsPerS: number;
   mbPerS: number;
+  /** The warm-up's CPU per 10,000 of its documents: what a starting agent costs. */
+  warmupCpuPer10k: number | null;
 }
 
 /** How the agent yields: not (default), by nice, or under SCHED_IDLE. */
@@ -65,12 +72,14 @@ type Yield = { nice: number } | 'sched-idle' | undefined;
 
 async function agentRound(seconds: number, dir: string, paced = false, yieldBy: Yield = undefined): Promise<AgentRound> {
   const how = yieldBy === undefined ? [] : yieldBy === 'sched-idle' ? ['--sched-idle'] : ['--nice', String(yieldBy.nice)];
-  const run = await withAgent(['--ports', `http=${PORT}`, ...how], dir, () => wrk(seconds, paced));
+  const warmup = WARMUP_S > 0 ? () => wrk(WARMUP_S, paced) : undefined;
+  const run = await withAgent(['--ports', `http=${PORT}`, ...how], dir, () => wrk(seconds, paced), { warmup });
   // every document is checked against what wrk sent; requests in flight when wrk
   // stops are reported unanswered: not a completed request
   const tally = newHttpTally();
   for (const d of run.docs) countHttpDoc(tally, d);
-  const elapsed = seconds + 1;
+  // rates over the agent's whole life (its stats count the warm-up too)
+  const elapsed = run.lifeSeconds;
   return {
     ...run.result,
     ...tally,
@@ -79,6 +88,7 @@ async function agentRound(seconds: number, dir: string, paced = false, yieldBy: 
     kernel: run.stats.kernel ?? {},
     eventsPerS: (run.stats.events ?? 0) / elapsed,
     mbPerS: (run.stats.bytes_captured ?? 0) / elapsed / 1e6,
+    warmupCpuPer10k: run.warmup && run.warmup.documents > 0 ? (run.warmup.cpuSeconds / run.warmup.documents) * 1e4 : null,
   };
 }
 
@@ -160,6 +170,8 @@ async function main(): Promise<void> {
   const summary = {
     machine: machine(),
     load: { tool: 'wrk', threads: 1, connections: CONNECTIONS, seconds: SECONDS, rounds: ROUNDS, response: 'nginx "hello\\n", keep-alive' },
+    // each agent first gets WARMUP_S seconds of the same load, not measured: the figures are a running agent's
+    agent_warmup_seconds: WARMUP_S,
     floor_vs_untraced_rps: { median: r3(median(floorRatio)), spread: spread(floorRatio).map(r3) },
     agent_vs_untraced_rps: { median: r3(median(agentRatio)), spread: spread(agentRatio).map(r3) },
     agent_vs_floor_rps: { median: r3(median(agentVsFloor)), spread: spread(agentVsFloor).map(r3), target: 0.95 },
@@ -184,6 +196,8 @@ async function main(): Promise<void> {
     unmatched_after_drops: rounds.reduce((n, r) => n + r.agent.unmatched + r.agentPaced.unmatched, 0),
     kernel_ringbuf_drops: rounds.map((r) => r.agent.kernel.ringbufDrops ?? null),
     agent_cpu_seconds_per_10k_txns: { median: r3(median(cpuPer10k)), spread: spread(cpuPer10k).map(r3), target: 0.2 },
+    // the same over the warm-up: an agent's first seconds, while V8 compiles its code
+    agent_warmup_cpu_seconds_per_10k_txns: WARMUP_S > 0 ? summarize(rounds.map((r) => r.agent.warmupCpuPer10k ?? NaN)) : null,
     agent_events_per_s: Math.round(median(rounds.map((r) => r.agent.eventsPerS))),
     agent_mb_per_s: r3(median(rounds.map((r) => r.agent.mbPerS))),
     agent_rss_mib: r3(median(rounds.map((r) => r.agent.rssMiB))),

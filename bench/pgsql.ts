@@ -8,7 +8,8 @@
  * `--protocol extended|prepared` runs the others. Latency average, p50 and p99
  * come from pgbench's per-transaction log (--log). Prints and writes
  * bench/results/pgsql-<date>.json.
- *   node dist/bench/pgsql.js [--rounds N] [--seconds S] [--clients C] [--scale S] [--protocol simple|extended|prepared] [--no-write]
+ * Each agent first gets --warmup seconds of the same load, not measured (see bench/http.ts).
+ *   node dist/bench/pgsql.js [--rounds N] [--seconds S] [--clients C] [--scale S] [--protocol simple|extended|prepared] [--warmup S] [--no-write]
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -21,6 +22,7 @@ const PORT = 18330;
 
 const ROUNDS = arg('rounds', 5);
 const SECONDS = arg('seconds', 5);
+const WARMUP_S = arg('warmup', 3);
 const CLIENTS = arg('clients', 8);
 const THREADS = Math.min(2, CLIENTS);
 /** pgbench scale: 100,000 pgbench_accounts rows per unit */
@@ -54,11 +56,11 @@ function pgbenchArgs(): string[] {
 /** Quantile of sorted values (nearest rank). */
 const quantile = (sorted: Float64Array, q: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 
-/** pgbench -S for SECONDS; latency figures from its --log files (removed after). */
-function pgbench(dir: string): PgbenchResult {
+/** pgbench -S for `seconds`; latency figures from its --log files (removed after). */
+function pgbench(dir: string, seconds = SECONDS): PgbenchResult {
   const logDir = fs.mkdtempSync(path.join(dir, 'log-'));
   const prefix = path.join(logDir, 'pgbench');
-  const args = [...pgbenchArgs(), '-n', '-S', '-M', PROTOCOL, '-c', String(CLIENTS), '-j', String(THREADS), '-T', String(SECONDS), '--log', `--log-prefix=${prefix}`, 'postgres'];
+  const args = [...pgbenchArgs(), '-n', '-S', '-M', PROTOCOL, '-c', String(CLIENTS), '-j', String(THREADS), '-T', String(seconds), '--log', `--log-prefix=${prefix}`, 'postgres'];
   const r = spawnSync('pgbench', args, { encoding: 'utf8', cwd: logDir });
   if (r.status !== 0) throw new Error(`pgbench failed (${r.status ?? r.signal}): ${r.stderr}${r.stdout}`);
   const out = r.stdout;
@@ -117,7 +119,8 @@ interface AgentRound extends PgbenchResult {
 }
 
 async function agentRound(dir: string): Promise<AgentRound> {
-  const run = await withAgent(['--ports', `pgsql=${PORT}`], dir, () => pgbench(dir));
+  const warmup = WARMUP_S > 0 ? () => pgbench(dir, WARMUP_S) : undefined;
+  const run = await withAgent(['--ports', `pgsql=${PORT}`], dir, () => pgbench(dir), { warmup });
   let documents = 0;
   let wrong = 0;
   let other = 0;
@@ -192,6 +195,7 @@ async function main(): Promise<void> {
       threads: THREADS,
       scale: SCALE,
       seconds: SECONDS,
+      agent_warmup_seconds: WARMUP_S,
       rounds: ROUNDS,
       server: 'PostgreSQL 15 (Debian), fsync=off, on 127.0.0.1',
     },

@@ -2,7 +2,8 @@
  * Redis benchmark: redis-server (apt) driven by redis-benchmark (GET/SET, a
  * bounded number of requests, pipelined), rounds alternating untraced / capture
  * floor / full agent. Prints and writes bench/results/redis-<date>.json.
- *   node dist/bench/redis.js [--rounds N] [--requests N] [--pipeline P]
+ * Each agent first gets --warmup-requests of the same load, not measured (see bench/http.ts).
+ *   node dist/bench/redis.js [--rounds N] [--requests N] [--pipeline P] [--warmup-requests N]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -14,6 +15,7 @@ const PORT = 18320;
 const ROUNDS = arg('rounds', 5);
 const REQUESTS = arg('requests', 200_000);
 const PIPELINE = arg('pipeline', 16);
+const WARMUP_REQUESTS = arg('warmup-requests', 50_000);
 
 interface LoadResult {
   /** requests/s of each test, in order */
@@ -21,13 +23,13 @@ interface LoadResult {
   requests: number;
 }
 
-function redisBenchmark(): LoadResult {
-  const r = spawnSync('redis-benchmark', ['-p', String(PORT), '-t', 'set,get', '-n', String(REQUESTS), '-P', String(PIPELINE), '-c', '16', '-q'], { encoding: 'utf8' });
+function redisBenchmark(requests = REQUESTS): LoadResult {
+  const r = spawnSync('redis-benchmark', ['-p', String(PORT), '-t', 'set,get', '-n', String(requests), '-P', String(PIPELINE), '-c', '16', '-q'], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`redis-benchmark failed: ${r.stderr}`);
   const rps: Record<string, number> = {};
   // "SET: 123456.79 requests per second, p50=..." (the last line of each test)
   for (const m of r.stdout.matchAll(/(\w+): ([\d.]+) requests per second/g)) rps[m[1]] = Number(m[2]);
-  return { rps, requests: 2 * REQUESTS };
+  return { rps, requests: 2 * requests };
 }
 
 const total = (l: LoadResult) => Object.values(l.rps).reduce((a, b) => a + b, 0);
@@ -41,8 +43,9 @@ async function main(): Promise<void> {
   try {
     for (let i = 0; i < ROUNDS; i++) {
       const off = redisBenchmark();
-      const floor = await withFloor([PORT], 60, redisBenchmark);
-      const run = await withAgent(['--ports', `redis=${PORT}`], dir, redisBenchmark);
+      const floor = await withFloor([PORT], 60, () => redisBenchmark());
+      const warmup = WARMUP_REQUESTS > 0 ? () => redisBenchmark(WARMUP_REQUESTS) : undefined;
+      const run = await withAgent(['--ports', `redis=${PORT}`], dir, () => redisBenchmark(), { warmup });
       // redis-benchmark's own setup commands (CONFIG GET ...) are real transactions too;
       // what lost events left without their other half is reported unmatched, not wrong
       const ours = run.docs.filter((d) => ['SET', 'GET'].includes(d.method));
@@ -63,6 +66,7 @@ async function main(): Promise<void> {
   const summary = {
     machine: machine(),
     load: { tool: 'redis-benchmark', tests: 'set,get', requests_per_test: REQUESTS, pipeline: PIPELINE, clients: 16, rounds: ROUNDS },
+    agent_warmup_requests_per_test: WARMUP_REQUESTS,
     floor_vs_untraced_rps: summarize(rounds.map((r) => total(r.floor) / total(r.off))),
     agent_vs_untraced_rps: summarize(rounds.map((r) => total(r.agent) / total(r.off))),
     agent_vs_floor_rps: { ...summarize(rounds.map((r) => total(r.agent) / total(r.floor))), target: 0.95 },
