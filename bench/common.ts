@@ -110,6 +110,8 @@ export interface WarmupFigures {
   /** Documents of transactions that started before the measured load. */
   documents: number;
   cpuSeconds: number;
+  /** The agent's stats line between the warm-up and the measured load (its counters then). */
+  stats: Record<string, any>;
 }
 
 export interface AgentRun<T> {
@@ -120,15 +122,45 @@ export interface AgentRun<T> {
   /** Resident memory right after the load, and its peak over the agent's life (VmHWM). */
   rssMiB: number;
   rssPeakMiB: number;
-  /** The agent's last stats line (its whole life: with the warm-up). */
+  /**
+   * The agent's last stats line; after a warm-up, its counters (events, kernel
+   * counters, ...) count the measured load only (those of the stats line taken
+   * between the two subtracted: see `warmup.stats` for the warm-up's).
+   */
   stats: Record<string, any>;
-  /** Wall seconds from capturing to the end (the time its stats cover). */
-  lifeSeconds: number;
+  /** Wall seconds `stats` cover: from capturing (or the stats line after the warm-up) to the end. */
+  statsSeconds: number;
   warmup?: WarmupFigures;
 }
 
 /** Pause between the warm-up load and the measured one: the agent drains what the warm-up left. */
 const WARMUP_SETTLE_MS = 500;
+
+/** The stats line's fields that count up from the agent's start (the others are rates and levels). */
+const STATS_COUNTERS = [
+  'events',
+  'bytes_captured',
+  'bytes_moved',
+  'transactions',
+  'joined',
+  'unmatched',
+  'parse_errors',
+  'internal_errors',
+  'inferred',
+  'shadowed',
+  'infer_ignored',
+  'dropped_by_processors',
+  'gap_bytes',
+  'capture_pauses',
+];
+
+/** The counters of stats line `end` minus those of `start` (numbers at the top level and in `kernel`); the rest as in `end`. */
+function countersSince(end: Record<string, any>, start: Record<string, any>): Record<string, any> {
+  const out: Record<string, any> = { ...end };
+  for (const k of STATS_COUNTERS) if (typeof end[k] === 'number' && typeof start[k] === 'number') out[k] = end[k] - start[k];
+  if (end.kernel && start.kernel) out.kernel = Object.fromEntries(Object.entries(end.kernel as Record<string, number>).map(([k, v]) => [k, v - (start.kernel[k] ?? 0)]));
+  return out;
+}
 
 /** When a document's transaction started (ms since the epoch). */
 function docStartMs(doc: Record<string, any>): number {
@@ -144,7 +176,10 @@ export async function withAgent<T>(
 ): Promise<AgentRun<Awaited<T>>> {
   const docsFile = path.join(dir, 'docs.ndjson');
   const out = fs.openSync(docsFile, 'w');
-  const child = spawn(process.execPath, [path.join(REPO, 'bin/packetbeat-ebpf'), 'run', '--stats-interval', String(statsIntervalS), ...args], {
+  // after a warm-up the counters are read from a stats line between it and the load (one a second)
+  const interval = warmup && statsIntervalS === 0 ? 1 : statsIntervalS;
+  let nextStats: ((stats: Record<string, any>) => void) | undefined;
+  const child = spawn(process.execPath, [path.join(REPO, 'bin/packetbeat-ebpf'), 'run', '--stats-interval', String(interval), ...args], {
     stdio: ['ignore', out, 'pipe'],
   });
   fs.closeSync(out);
@@ -163,17 +198,21 @@ export async function withAgent<T>(
         return;
       }
       if (line.msg === 'capturing') resolve();
-      else if (line.msg === 'stats') onStats?.(line.stats);
+      else if (line.msg === 'stats') {
+        nextStats?.(line.stats);
+        onStats?.(line.stats);
+      }
       else if (line.msg === 'stopping') stats = line.stats;
     });
     void closed.then((code) => reject(new Error(`the agent exited (${code}) before capturing:\n${lastLines.join('\n')}`)));
   });
   await capturing;
-  const born = Date.now();
+  let statsFrom = Date.now();
   const pid = child.pid!;
   let cpu0 = cpuSeconds(pid);
   let measuredFrom = -Infinity;
   let warmupCpu = 0;
+  let baseline: Record<string, any> | undefined;
   let result: Awaited<T>;
   try {
     if (warmup) {
@@ -182,6 +221,15 @@ export async function withAgent<T>(
       // its start, then counted on the monotonic clock) may have drifted from ours
       measuredFrom = Date.now() + WARMUP_SETTLE_MS / 2;
       await sleep(WARMUP_SETTLE_MS);
+      // its counters now (no load runs until the next stats line is read)
+      baseline = await Promise.race([
+        new Promise<Record<string, any>>((resolve) => (nextStats = resolve)),
+        closed.then((code): never => {
+          throw new Error(`the agent exited (${code}) after the warm-up:\n${lastLines.join('\n')}`);
+        }),
+      ]);
+      nextStats = undefined;
+      statsFrom = Date.now();
       const cpu = cpuSeconds(pid);
       warmupCpu = cpu - cpu0;
       cpu0 = cpu;
@@ -199,7 +247,7 @@ export async function withAgent<T>(
   const rssPeak = statusMiB(pid, 'VmHWM');
   child.kill('SIGINT');
   await closed;
-  const lifeSeconds = (Date.now() - born) / 1000;
+  const statsSeconds = (Date.now() - statsFrom) / 1000;
   const docs: Array<Record<string, any>> = [];
   let warmupDocs = 0;
   for await (const l of readline.createInterface({ input: fs.createReadStream(docsFile), crlfDelay: Infinity })) {
@@ -210,8 +258,9 @@ export async function withAgent<T>(
     else docs.push(doc);
   }
   fs.rmSync(docsFile);
-  const warmupFigures = warmup ? { documents: warmupDocs, cpuSeconds: warmupCpu } : undefined;
-  return { result, docs, cpuSeconds: cpu, rssMiB: rss, rssPeakMiB: rssPeak, stats, lifeSeconds, warmup: warmupFigures };
+  const warmupFigures = baseline ? { documents: warmupDocs, cpuSeconds: warmupCpu, stats: baseline } : undefined;
+  const measured = baseline ? countersSince(stats, baseline) : stats;
+  return { result, docs, cpuSeconds: cpu, rssMiB: rss, rssPeakMiB: rssPeak, stats: measured, statsSeconds, warmup: warmupFigures };
 }
 
 export const median = (xs: number[]): number => {

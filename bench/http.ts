@@ -78,8 +78,7 @@ async function agentRound(seconds: number, dir: string, paced = false, yieldBy: 
   // stops are reported unanswered: not a completed request
   const tally = newHttpTally();
   for (const d of run.docs) countHttpDoc(tally, d);
-  // rates over the agent's whole life (its stats count the warm-up too)
-  const elapsed = run.lifeSeconds;
+  const elapsed = run.statsSeconds;
   return {
     ...run.result,
     ...tally,
