@@ -217,8 +217,8 @@ export async function withAgent<T>(
   try {
     if (warmup) {
       await warmup();
-      // the boundary halfway through the pause: the agent's wall clock (sampled at
-      // its start, then counted on the monotonic clock) may have drifted from ours
+      // the boundary halfway through the pause, not at its end: the agent's times
+      // are kernel clock readings mapped to the wall clock once, at its start
       measuredFrom = Date.now() + WARMUP_SETTLE_MS / 2;
       await sleep(WARMUP_SETTLE_MS);
       // its counters now (no load runs until the next stats line is read)
