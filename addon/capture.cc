@@ -23,10 +23,10 @@ extern "C" {
 #include "signals-held.h"
 }
 
+#include "ring-drain.h"
+
 namespace {
 
-// Batches handed to JavaScript stop growing past this many bytes.
-constexpr size_t kBatchBytes = 1024 * 1024;
 // Which programs a capture mode loads, by section prefix; programs matching
 // none of the modes (sched/sched_process_exec) load in every mode.
 struct ModeSections {
@@ -47,10 +47,11 @@ const char* ModeOfSection(const char* section) {
   return nullptr;
 }
 
-// Sentinel returned by the sample callback when the batch is full.
-constexpr int kBatchFull = -ENOSPC;
-// Full batches handed over per wake-up before the event loop gets a turn (timers, outputs).
-constexpr int kBatchesPerTurn = 2;
+// Bytes of one event as its header says: the fixed part and the payload copied.
+size_t EventSize(const void* data, size_t size) {
+  if (size < sizeof(struct pbe_event)) return 0;
+  return sizeof(struct pbe_event) + static_cast<const struct pbe_event*>(data)->cap_len;
+}
 
 // libbpf's messages go to a bounded buffer; errors carry its tail.
 std::string g_libbpf_log;
@@ -284,67 +285,33 @@ class Capture : public Napi::ObjectWrap<Capture> {
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!skel_) return Closed(env);
-    if (rb_) {
-      Napi::Error::New(env, "capture already started").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
     if (!info[0].IsFunction() || !info[1].IsNumber()) {
       Napi::TypeError::New(env, "start expects (onBatch, intervalMs)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    on_batch_ = Napi::Persistent(info[0].As<Napi::Function>());
-    interval_ = info[1].As<Napi::Number>().Uint32Value();
-    min_interval_ = info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 1;
-    if (min_interval_ < 1) min_interval_ = 1;
-    if (interval_ < min_interval_) interval_ = min_interval_;
-    rb_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), OnSample, this, nullptr);
-    if (!rb_) {
-      ThrowErrno(env, "create ring buffer reader", errno);
-      return env.Undefined();
+    uint32_t interval = info[1].As<Napi::Number>().Uint32Value();
+    uint32_t min_interval = info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 1;
+    // drained on the loop: woken by the ring buffer and by an adaptive timer, soon
+    // again while events keep coming (small batches keep the traced application's
+    // tail latency low), backing off to intervalMs when idle
+    int err = drain_.Start(env, Value(), info[0].As<Napi::Function>(), bpf_map__fd(skel_->maps.events), EventSize,
+                           interval, min_interval);
+    if (err == -EBUSY) {
+      Napi::Error::New(env, "capture already started").ThrowAsJavaScriptException();
+    } else if (err) {
+      ThrowErrno(env, "create ring buffer reader", err);
     }
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    poll_ = new uv_poll_t;
-    timer_ = new uv_timer_t;
-    uv_poll_init(loop, poll_, ring_buffer__epoll_fd(rb_));
-    poll_->data = this;
-    uv_timer_init(loop, timer_);
-    timer_->data = this;
-    StartWatching();
     return env.Undefined();
-  }
-
-  void StartWatching() {
-    uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* h, int, int) {
-      static_cast<Capture*>(h->data)->DrainToJs();
-    });
-    next_ms_ = min_interval_;
-    uv_timer_start(timer_, OnTimer, next_ms_, 0);
-  }
-
-  // Adaptive drain: soon again while events keep coming (small batches keep the
-  // traced application's tail latency low), backing off to interval_ when idle.
-  static void OnTimer(uv_timer_t* h) {
-    Capture* self = static_cast<Capture*>(h->data);
-    bool got = self->DrainToJs();
-    if (!self->timer_ || self->paused_) return;
-    self->next_ms_ = got ? self->min_interval_ : std::min<uint64_t>(self->next_ms_ * 2, self->interval_);
-    uv_timer_start(self->timer_, OnTimer, self->next_ms_, 0);
   }
 
   // pause(): stop draining (backpressure: the ring buffer holds, then the kernel counts drops).
   Napi::Value Pause(const Napi::CallbackInfo& info) {
-    if (poll_ && !paused_) {
-      uv_poll_stop(poll_);
-      uv_timer_stop(timer_);
-    }
-    paused_ = true;
+    drain_.Pause();
     return info.Env().Undefined();
   }
 
   Napi::Value Resume(const Napi::CallbackInfo& info) {
-    if (poll_ && paused_) StartWatching();
-    paused_ = false;
+    drain_.Resume();
     return info.Env().Undefined();
   }
 
@@ -354,65 +321,10 @@ class Capture : public Napi::ObjectWrap<Capture> {
   Napi::Value Drain(const Napi::CallbackInfo& info) {
     if (info.Length() > 0 && info[0].IsNumber()) {
       uint64_t budget_ns = static_cast<uint64_t>(std::max(0.0, info[0].As<Napi::Number>().DoubleValue()) * 1e6);
-      bool emptied = rb_ && DrainAll(budget_ns);
-      return Napi::Boolean::New(info.Env(), emptied);
+      return Napi::Boolean::New(info.Env(), drain_.started() && drain_.DrainAll(budget_ns));
     }
-    if (rb_) (void)DrainToJs();
+    (void)drain_.Drain();
     return info.Env().Undefined();
-  }
-
-  // Everything in the ring buffer (until a consume comes back short of a full
-  // batch), whatever the pause, for up to budget_ns. True when emptied.
-  bool DrainAll(uint64_t budget_ns) {
-    if (draining_) return false;
-    const uint64_t until = uv_hrtime() + budget_ns;
-    while (rb_) {
-      bool got = DrainToJs(1, true);
-      if (!got || !last_full_) return true;
-      if (uv_hrtime() >= until) return false;
-    }
-    return false;
-  }
-
-  static int OnSample(void* ctx, void* data, size_t size) {
-    Capture* self = static_cast<Capture*>(ctx);
-    if (size < sizeof(struct pbe_event)) return 0;
-    const struct pbe_event* e = static_cast<const struct pbe_event*>(data);
-    size_t n = sizeof(*e) + e->cap_len;
-    if (n > size) n = size;  // never read past the record
-    auto& b = self->batch_;
-    size_t at = b.size();
-    b.resize(at + n);
-    memcpy(b.data() + at, data, n);
-    return b.size() >= kBatchBytes ? kBatchFull : 0;
-  }
-
-  // Consume the ring buffer, one JS call per batch. Never throws into libuv.
-  // Returns whether anything was handed over.
-  bool DrainToJs(int turns = kBatchesPerTurn, bool despite_pause = false) {
-    if (!rb_ || draining_) return false;
-    draining_ = true;
-    bool got = false;
-    Napi::Env env = Env();
-    for (int turn = 0; turn < turns; turn++) {
-      int r = ring_buffer__consume(rb_);
-      last_full_ = r == kBatchFull;
-      if (!batch_.empty()) {
-        got = true;
-        Napi::HandleScope scope(env);
-        Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::Copy(env, batch_.data(), batch_.size());
-        batch_.clear();
-        on_batch_.MakeCallback(Value(), {buf});
-        if (env.IsExceptionPending()) {
-          Napi::Error err = env.GetAndClearPendingException();
-          napi_fatal_exception(env, err.Value());
-          break;
-        }
-      }
-      if (r != kBatchFull || !rb_ || (paused_ && !despite_pause)) break;
-    }
-    draining_ = false;
-    return got;
   }
 
   // counters() -> array of sums over CPUs, indexed by enum pbe_counter.
@@ -477,27 +389,13 @@ class Capture : public Napi::ObjectWrap<Capture> {
 
   // One cleanup path: handles, links, reader, object. Idempotent.
   void Destroy() {
-    if (poll_) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-    }
-    if (timer_) {
-      uv_timer_stop(timer_);
-      uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-      timer_ = nullptr;
-    }
+    drain_.Stop();
     for (struct bpf_link* l : links_) bpf_link__destroy(l);
     links_.clear();
-    if (rb_) {
-      ring_buffer__free(rb_);
-      rb_ = nullptr;
-    }
     if (skel_) {
       capture_bpf__destroy(skel_);
       skel_ = nullptr;
     }
-    if (!on_batch_.IsEmpty()) on_batch_.Reset();
     if (cleanup_hook_) {
       cleanup_hook_ = false;
       cleanup_.Remove(Env());
@@ -506,17 +404,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
 
   struct capture_bpf* skel_ = nullptr;
   std::vector<struct bpf_link*> links_;
-  struct ring_buffer* rb_ = nullptr;
-  uv_poll_t* poll_ = nullptr;
-  uv_timer_t* timer_ = nullptr;
-  Napi::FunctionReference on_batch_;
-  std::vector<uint8_t> batch_;
-  bool draining_ = false;
-  bool paused_ = false;
-  uint64_t interval_ = 20;     // longest drain period (idle)
-  uint64_t min_interval_ = 1;  // shortest, while events keep coming
-  bool last_full_ = false;     // the last consume stopped at a full batch: more may wait
-  uint64_t next_ms_ = 1;
+  pbe::RingDrain drain_;
   bool cleanup_hook_ = false;
   Napi::Env::CleanupHook<void (*)(Capture*), Capture> cleanup_;
 };

@@ -1,8 +1,8 @@
 // Drain of a BPF ring buffer into JavaScript in batches, on the libuv loop:
 // one JS call per batch (records back to back in one Buffer), woken by the
 // ring buffer's epoll fd and by an adaptive timer (soon again while records
-// keep coming, backing off to the idle interval). The same pattern as
-// capture.cc's Capture, as a piece other native classes can own.
+// keep coming, backing off to the idle interval). Owned by capture.cc's
+// Capture and packet.cc's PacketCapture.
 #ifndef PBE_RING_DRAIN_H
 #define PBE_RING_DRAIN_H
 
