@@ -109,6 +109,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
                            InstanceMethod("setVerdicts", &Capture::SetVerdicts),
                            InstanceMethod("start", &Capture::Start),
                            InstanceMethod("drain", &Capture::Drain),
+                           InstanceMethod("recordsRead", &Capture::RecordsRead),
                            InstanceMethod("pause", &Capture::Pause),
                            InstanceMethod("resume", &Capture::Resume),
                            InstanceMethod("counters", &Capture::Counters),
@@ -325,6 +326,11 @@ class Capture : public Napi::ObjectWrap<Capture> {
     }
     (void)drain_.Drain();
     return info.Env().Undefined();
+  }
+
+  // recordsRead(): records taken from the ring buffer so far (beside the kernel's count of those written).
+  Napi::Value RecordsRead(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(drain_.records()));
   }
 
   // counters() -> array of sums over CPUs, indexed by enum pbe_counter.

@@ -95,6 +95,7 @@ class PacketCapture : public Napi::ObjectWrap<PacketCapture> {
                            InstanceMethod("setPorts", &PacketCapture::SetPorts),
                            InstanceMethod("start", &PacketCapture::Start),
                            InstanceMethod("drain", &PacketCapture::Drain),
+                           InstanceMethod("recordsRead", &PacketCapture::RecordsRead),
                            InstanceMethod("pause", &PacketCapture::Pause),
                            InstanceMethod("resume", &PacketCapture::Resume),
                            InstanceMethod("counters", &PacketCapture::Counters),
@@ -282,6 +283,11 @@ class PacketCapture : public Napi::ObjectWrap<PacketCapture> {
     }
     (void)drain_.Drain();
     return info.Env().Undefined();
+  }
+
+  // recordsRead(): records taken from the ring buffer so far (beside the kernel's count of those written).
+  Napi::Value RecordsRead(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(drain_.records()));
   }
 
   // counters() -> array of sums over CPUs, indexed by enum pbe_pkt_counter.

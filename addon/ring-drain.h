@@ -37,6 +37,8 @@ class RingDrain {
   ~RingDrain() { Stop(); }
 
   bool started() const { return rb_ != nullptr; }
+  // Records taken from the ring buffer since Start (the kernel counts those it wrote).
+  uint64_t records() const { return records_; }
 
   // Start draining map_fd's ring buffer into on_batch(buffer), called on recv.
   // Returns 0 or -errno (nothing started).
@@ -163,6 +165,7 @@ class RingDrain {
 
   static int OnSample(void* ctx, void* data, size_t size) {
     RingDrain* self = static_cast<RingDrain*>(ctx);
+    self->records_++;
     size_t n = self->record_size_(data, size);
     if (n == 0) return 0;
     if (n > size) n = size;  // never read past the record
@@ -184,6 +187,7 @@ class RingDrain {
   bool draining_ = false;
   bool paused_ = false;
   bool last_full_ = false;  // the last consume stopped at a full batch: more may wait
+  uint64_t records_ = 0;
   uint64_t interval_ = 20;     // longest drain period (idle)
   uint64_t min_interval_ = 1;  // shortest, while records keep coming
   uint64_t next_ms_ = 1;

@@ -152,15 +152,10 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
       if (statsTimer) clearInterval(statsTimer);
       try {
         // all that the kernel handed over is decoded and published, not just a turn's worth
-        const emptied = source.flush(SHUTDOWN_DRAIN_MS);
+        const undrained = source.flush(SHUTDOWN_DRAIN_MS);
         pipeline.flush();
-        const stats = statsLine(source, pipeline, outputs, prev, backpressure);
-        if (!emptied) {
-          // the kernel counts what it wrote to the ring buffer: what was not read is that minus what was
-          const undrained = source.mode === 'packet' ? undefined : Math.max(0, stats.kernel.events - stats.events);
-          log.warn({ budget_ms: SHUTDOWN_DRAIN_MS, undrained_events: undrained }, 'stopping before the ring buffer was emptied: the events left in it are not reported');
-        }
-        log.info({ reason, stats }, 'stopping');
+        if (undrained > 0) log.warn({ budget_ms: SHUTDOWN_DRAIN_MS, undrained_events: undrained }, 'stopping before the ring buffer was emptied: the events left in it are not reported');
+        log.info({ reason, stats: statsLine(source, pipeline, outputs, prev, backpressure) }, 'stopping');
       } finally {
         source.close();
         recorder?.close();

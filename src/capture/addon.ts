@@ -34,6 +34,8 @@ export interface NativeCapture {
   /** A turn's worth of what waits; with a budget: all of it, paused or not, for up to budgetMs (true: emptied). */
   drain(): void;
   drain(budgetMs: number): boolean;
+  /** Records taken from the ring buffer so far (the kernel counts those it wrote). */
+  recordsRead(): number;
   /** Stop / restart draining (backpressure from the outputs). */
   pause(): void;
   resume(): void;

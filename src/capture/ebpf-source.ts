@@ -164,6 +164,11 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource & { 
     throw err instanceof CaptureStartError ? err : explainNativeError(err as NativeError, hooks);
   }
 
+  const counters = (): KernelCounters => {
+    const values = closed ? [] : native.counters();
+    return Object.fromEntries(COUNTER_NAMES.map((n, i) => [n, values[i] ?? 0])) as KernelCounters;
+  };
+
   return {
     mode: hooks === 'syscall' ? 'syscall' : 'kprobe',
     hooks,
@@ -180,7 +185,8 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource & { 
       }, options.drainIntervalMs, options.drainMinIntervalMs ?? 1);
     },
     flush(budgetMs) {
-      return closed || native.drain(budgetMs);
+      // the kernel counts the events it wrote: those not read are left
+      return closed || native.drain(budgetMs) ? 0 : Math.max(0, counters().events - native.recordsRead());
     },
     pause() {
       if (!closed) native.pause();
@@ -191,10 +197,7 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource & { 
     setVerdicts(verdicts) {
       if (!closed && verdicts.length > 0) native.setVerdicts(verdicts.map(([id, verdict]) => [id, Verdict[verdict]]));
     },
-    counters(): KernelCounters {
-      const values = closed ? [] : native.counters();
-      return Object.fromEntries(COUNTER_NAMES.map((n, i) => [n, values[i] ?? 0])) as KernelCounters;
-    },
+    counters,
     close,
   };
 }

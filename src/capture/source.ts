@@ -14,9 +14,10 @@ export interface CaptureSource {
   start(sink: CaptureSink): void;
   /**
    * Deliver all that is buffered (at shutdown, before close), for up to
-   * budgetMs; false when time ran out before the buffer was emptied.
+   * budgetMs. Returns how many events the kernel wrote that are left unread
+   * (0: emptied; time ran out otherwise).
    */
-  flush(budgetMs: number): boolean;
+  flush(budgetMs: number): number;
   counters(): KernelCounters;
   /** Stop delivering events for now (outputs are full); the source buffers or counts losses. */
   pause?(): void;

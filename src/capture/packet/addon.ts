@@ -20,6 +20,8 @@ export interface NativePacketCapture {
   /** A turn's worth of what waits; with a budget: all of it, paused or not, for up to budgetMs (true: emptied). */
   drain(): void;
   drain(budgetMs: number): boolean;
+  /** Records taken from the ring buffer so far (the kernel counts those it wrote). */
+  recordsRead(): number;
   pause(): void;
   resume(): void;
   counters(): number[];

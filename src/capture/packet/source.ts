@@ -275,12 +275,13 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
       );
     },
     flush(budgetMs) {
-      const emptied = closed || native.drain(budgetMs);
+      // the kernel counts the records it wrote: those not read are left
+      const unread = closed || native.drain(budgetMs) ? 0 : Math.max(0, counters().packets - native.recordsRead());
       if (sink) {
         reassembler.flush();
         sink.onBatchEnd();
       }
-      return emptied;
+      return unread;
     },
     pause() {
       if (!closed) native.pause();

@@ -107,7 +107,7 @@ export function createPcapSource(file: Buffer, options: PcapSourceOptions): Pcap
       reassembler.flush();
       s.onBatchEnd();
     },
-    flush: () => true,
+    flush: () => 0,
     counters(): KernelCounters {
       const c = Object.fromEntries(COUNTER_NAMES.map((k) => [k, 0])) as KernelCounters;
       c.events = events;

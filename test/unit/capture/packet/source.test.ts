@@ -38,6 +38,10 @@ function fakeBinding() {
     ports: [] as Array<[number, number]>,
     ifindexes: [] as number[],
     closed: false,
+    /** What the last drain(budget) answers, records read, kernel counters (default: their index). */
+    emptied: true,
+    recordsRead: 0,
+    counters: undefined as number[] | undefined,
   };
   class PacketCapture implements NativePacketCapture {
     attach(ifindexes: number[]) {
@@ -50,12 +54,15 @@ function fakeBinding() {
       state.onBatch = onBatch;
     }
     drain(): boolean {
-      return true;
+      return state.emptied;
+    }
+    recordsRead() {
+      return state.recordsRead;
     }
     pause() {}
     resume() {}
     counters() {
-      return PACKET_COUNTER_NAMES.map((_, i) => i);
+      return state.counters ?? PACKET_COUNTER_NAMES.map((_, i) => i);
     }
     programs() {
       return [1];
@@ -180,6 +187,16 @@ describe('packet source', () => {
     assert.deepEqual(r.state.ifindexes, [3]);
     r.source.close();
     assert.equal(r.state.closed, true);
+  });
+
+  test('flush: 0 when the ring buffer was emptied, else the records the kernel wrote that were not read', () => {
+    const r = run(undefined);
+    r.state.counters = PACKET_COUNTER_NAMES.map((n) => (n === 'packets' ? 10 : 0));
+    r.state.recordsRead = 4;
+    assert.equal(r.source.flush(1000), 0);
+    r.state.emptied = false;
+    assert.equal(r.source.flush(1000), 6);
+    r.source.close();
   });
 
   test('both ends local: one document with both processes, timed from the packets', () => {
