@@ -357,8 +357,13 @@ describe('delivery: outages, memory bound and spool', () => {
     be.state.down = true;
     const dir = freshDir();
     const { out } = output(be.sink, { queueMaxBytes: 5000, spool: { dir, maxBytes: 12_000 } });
-    for (let i = 0; i < 100 && !out.full(); i++) {
-      out.publish(docs(i * 10, 10));
+    // publish while there is room; full() may also hold for a moment before the
+    // output has found the backend down and started spooling: wait that out
+    // (bounded), until it holds with the spool nearly full
+    let n = 0;
+    for (let i = 0; i < 400; i++) {
+      if (!out.full()) out.publish(docs(10 * n++, 10));
+      else if (out.stats().spool_bytes > 12_000 - 3000) break;
       await sleep(5);
     }
     assert.equal(out.full(), true);
