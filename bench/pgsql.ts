@@ -9,7 +9,10 @@
  * come from pgbench's per-transaction log (--log). Prints and writes
  * bench/results/pgsql-<date>.json.
  * Each agent first gets --warmup seconds of the same load, not measured (see bench/http.ts).
- *   node dist/bench/pgsql.js [--rounds N] [--seconds S] [--clients C] [--scale S] [--protocol simple|extended|prepared] [--warmup S] [--no-write]
+ * Then the same three modes at a fixed rate well below saturation (pgbench
+ * -R: transactions scheduled at that rate, latency counted from the schedule),
+ * where the added latency and completeness are the figures.
+ *   node dist/bench/pgsql.js [--rounds N] [--seconds S] [--clients C] [--scale S] [--protocol simple|extended|prepared] [--warmup S] [--rate TPS] [--no-write]
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -24,6 +27,8 @@ const ROUNDS = arg('rounds', 5);
 const SECONDS = arg('seconds', 5);
 const WARMUP_S = arg('warmup', 3);
 const CLIENTS = arg('clients', 8);
+/** Transactions per second of the fixed-rate rounds (saturation is ~40,000-55,000 here). */
+const RATE = arg('rate', 2000);
 const THREADS = Math.min(2, CLIENTS);
 /** pgbench scale: 100,000 pgbench_accounts rows per unit */
 const SCALE = arg('scale', 1);
@@ -56,11 +61,17 @@ function pgbenchArgs(): string[] {
 /** Quantile of sorted values (nearest rank). */
 const quantile = (sorted: Float64Array, q: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 
-/** pgbench -S for `seconds`; latency figures from its --log files (removed after). */
-function pgbench(dir: string, seconds = SECONDS): PgbenchResult {
+/**
+ * pgbench -S for `seconds`, as fast as it goes or at `rate` transactions/s
+ * (-R: then a transaction's latency counts from when it was scheduled, so a
+ * server held up shows as latency, not as fewer requests); latency figures
+ * from its --log files (removed after).
+ */
+function pgbench(dir: string, seconds = SECONDS, rate?: number): PgbenchResult {
   const logDir = fs.mkdtempSync(path.join(dir, 'log-'));
   const prefix = path.join(logDir, 'pgbench');
-  const args = [...pgbenchArgs(), '-n', '-S', '-M', PROTOCOL, '-c', String(CLIENTS), '-j', String(THREADS), '-T', String(seconds), '--log', `--log-prefix=${prefix}`, 'postgres'];
+  const paced = rate === undefined ? [] : ['-R', String(rate)];
+  const args = [...pgbenchArgs(), '-n', '-S', '-M', PROTOCOL, '-c', String(CLIENTS), '-j', String(THREADS), '-T', String(seconds), ...paced, '--log', `--log-prefix=${prefix}`, 'postgres'];
   const r = spawnSync('pgbench', args, { encoding: 'utf8', cwd: logDir });
   if (r.status !== 0) throw new Error(`pgbench failed (${r.status ?? r.signal}): ${r.stderr}${r.stdout}`);
   const out = r.stdout;
@@ -118,9 +129,9 @@ interface AgentRound extends PgbenchResult {
   gapBytes: number;
 }
 
-async function agentRound(dir: string): Promise<AgentRound> {
-  const warmup = WARMUP_S > 0 ? () => pgbench(dir, WARMUP_S) : undefined;
-  const run = await withAgent(['--ports', `pgsql=${PORT}`], dir, () => pgbench(dir), { warmup });
+async function agentRound(dir: string, rate?: number): Promise<AgentRound> {
+  const warmup = WARMUP_S > 0 ? () => pgbench(dir, WARMUP_S, rate) : undefined;
+  const run = await withAgent(['--ports', `pgsql=${PORT}`], dir, () => pgbench(dir, SECONDS, rate), { warmup });
   let documents = 0;
   let wrong = 0;
   let other = 0;
@@ -163,6 +174,13 @@ async function main(): Promise<void> {
   const pg = await startPostgres(PORT);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-pgsql-bench-'));
   const rounds: Array<{ off: PgbenchResult; floor: PgbenchResult; agent: AgentRound }> = [];
+  const fixed: Array<{ off: PgbenchResult; floor: PgbenchResult; agent: AgentRound }> = [];
+  /** pgbench's log has a line per transaction: a check on the count it prints */
+  const checkLogged = (round: { off: PgbenchResult; floor: PgbenchResult; agent: AgentRound }, what: string) => {
+    for (const [mode, r] of [['untraced', round.off], ['floor', round.floor], ['agent', round.agent]] as const) {
+      if (r.logged !== r.transactions) throw new Error(`${what} ${mode}: pgbench logged ${r.logged} transactions but reported ${r.transactions}`);
+    }
+  };
   try {
     const init = spawnSync('pgbench', [...pgbenchArgs(), '-i', '-q', '-s', String(SCALE), 'postgres'], { encoding: 'utf8' });
     if (init.status !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
@@ -170,21 +188,27 @@ async function main(): Promise<void> {
       const off = pgbench(dir);
       const floor = await withFloor([PORT], SECONDS, () => pgbench(dir));
       const agent = await agentRound(dir);
-      for (const [mode, r] of [['untraced', off], ['floor', floor], ['agent', agent]] as const) {
-        // pgbench's log has a line per transaction: a check on the count it prints
-        if (r.logged !== r.transactions) throw new Error(`${mode}: pgbench logged ${r.logged} transactions but reported ${r.transactions}`);
-      }
+      checkLogged({ off, floor, agent }, 'saturation');
       rounds.push({ off, floor, agent });
+      const paced = {
+        off: pgbench(dir, SECONDS, RATE),
+        floor: await withFloor([PORT], SECONDS, () => pgbench(dir, SECONDS, RATE)),
+        agent: await agentRound(dir, RATE),
+      };
+      checkLogged(paced, `-R ${RATE}`);
+      fixed.push(paced);
       process.stderr.write(
         `round ${i + 1}/${ROUNDS}: tps off ${off.tps.toFixed(0)}, floor ${floor.tps.toFixed(0)}, agent ${agent.tps.toFixed(0)} ` +
-          `(${agent.documents}/${agent.transactions} txns, ${agent.unmatchedDocs} unanswered after drops, ${agent.wrong} wrong, ${agent.cpuSeconds.toFixed(2)} cpu-s, drops ${agent.kernel.ringbufDrops ?? '?'})\n`,
+          `(${agent.documents}/${agent.transactions} txns, ${agent.unmatchedDocs} unanswered after drops, ${agent.wrong} wrong, ${agent.cpuSeconds.toFixed(2)} cpu-s, drops ${agent.kernel.ringbufDrops ?? '?'}); ` +
+          `-R ${RATE}: p99 ms off ${paced.off.p99Ms.toFixed(2)}, floor ${paced.floor.p99Ms.toFixed(2)}, agent ${paced.agent.p99Ms.toFixed(2)} ` +
+          `(${paced.agent.documents}/${paced.agent.transactions} txns, ${paced.agent.wrong} wrong, drops ${paced.agent.kernel.ringbufDrops ?? '?'})\n`,
       );
     }
   } finally {
     await pg.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  const wrongSample = rounds.flatMap((r) => r.agent.wrongSample).slice(0, 3);
+  const wrongSample = [...rounds, ...fixed].flatMap((r) => r.agent.wrongSample).slice(0, 3);
   const summary = {
     machine: machine(),
     load: {
@@ -195,6 +219,7 @@ async function main(): Promise<void> {
       threads: THREADS,
       scale: SCALE,
       seconds: SECONDS,
+      fixed_rate_tps: RATE,
       agent_warmup_seconds: WARMUP_S,
       rounds: ROUNDS,
       server: 'PostgreSQL 15 (Debian), fsync=off, on 127.0.0.1',
@@ -207,6 +232,20 @@ async function main(): Promise<void> {
     completeness: summarize(rounds.map((r) => r.agent.documents / r.agent.transactions)),
     pgbench_failed_transactions: rounds.reduce((n, r) => n + r.off.failed + r.floor.failed + r.agent.failed, 0),
     wrong_documents: rounds.reduce((n, r) => n + r.agent.wrong, 0),
+    fixed_rate: {
+      load: `pgbench -S -R ${RATE} (latency from each transaction's scheduled start)`,
+      tps: { untraced: r3(median(fixed.map((r) => r.off.tps))), floor: r3(median(fixed.map((r) => r.floor.tps))), agent: r3(median(fixed.map((r) => r.agent.tps))) },
+      latency_ms: { untraced: latency(fixed.map((r) => r.off)), floor: latency(fixed.map((r) => r.floor)), agent: latency(fixed.map((r) => r.agent)) },
+      agent_p50_vs_untraced: summarize(fixed.map((r) => r.agent.p50Ms / r.off.p50Ms)),
+      agent_p99_vs_untraced: { ...summarize(fixed.map((r) => r.agent.p99Ms / r.off.p99Ms)), target: 1.1 },
+      floor_p99_vs_untraced: summarize(fixed.map((r) => r.floor.p99Ms / r.off.p99Ms)),
+      agent_p99_vs_floor: summarize(fixed.map((r) => r.agent.p99Ms / r.floor.p99Ms)),
+      completeness: { ...summarize(fixed.map((r) => r.agent.documents / r.agent.transactions)), target: 0.999 },
+      wrong_documents: fixed.reduce((n, r) => n + r.agent.wrong, 0),
+      unanswered_after_drops: fixed.map((r) => r.agent.unmatchedDocs),
+      kernel_ringbuf_drops: fixed.map((r) => r.agent.kernel.ringbufDrops ?? null),
+      agent_cpu_seconds_per_10k_txns: summarize(fixed.map((r) => (r.agent.cpuSeconds / r.agent.documents) * 1e4)),
+    },
     ...(wrongSample.length > 0 ? { wrong_sample: wrongSample } : {}),
     other_documents: rounds.map((r) => r.agent.other),
     unanswered_after_drops: rounds.map((r) => r.agent.unmatchedDocs),
@@ -219,6 +258,7 @@ async function main(): Promise<void> {
     agent_cpu_seconds_per_10k_txns: summarize(rounds.map((r) => (r.agent.cpuSeconds / r.agent.documents) * 1e4)),
     agent_rss_mib: r3(median(rounds.map((r) => r.agent.rssMiB))),
     rounds: rounds.map((r) => ({ ...r, agent: { ...r.agent, wrongSample: undefined } })),
+    fixed_rate_rounds: fixed.map((r) => ({ ...r, agent: { ...r.agent, wrongSample: undefined } })),
   };
   report('pgsql', summary);
 }

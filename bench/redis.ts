@@ -3,19 +3,71 @@
  * bounded number of requests, pipelined), rounds alternating untraced / capture
  * floor / full agent. Prints and writes bench/results/redis-<date>.json.
  * Each agent first gets --warmup-requests of the same load, not measured (see bench/http.ts).
- *   node dist/bench/redis.js [--rounds N] [--requests N] [--pipeline P] [--warmup-requests N]
+ * Then the same three modes below saturation (bench/paced-redis.ts: 16
+ * connections, one command at a time, --delay ms between a reply and the next
+ * command, as wrk's paced mode in bench/http.ts): added latency, and
+ * completeness checked command by command (every SET/GET carries its own key).
+ *   node dist/bench/redis.js [--rounds N] [--requests N] [--pipeline P] [--warmup-requests N] [--seconds S] [--delay MS]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { arg, machine, requireTools, summarize, withAgent, withFloor, report, runMain } from './common';
+import { arg, machine, median, r3, requireTools, summarize, withAgent, withFloor, report, runMain, REPO } from './common';
+import type { PacedRedisResult } from './paced-redis';
 
 const PORT = 18320;
 const ROUNDS = arg('rounds', 5);
 const REQUESTS = arg('requests', 200_000);
 const PIPELINE = arg('pipeline', 16);
 const WARMUP_REQUESTS = arg('warmup-requests', 50_000);
+/** Paced rounds: seconds, the delay between a reply and a connection's next command, the agent's warm-up. */
+const PACED_SECONDS = arg('seconds', 5);
+const PACED_DELAY_MS = arg('delay', 2);
+const PACED_WARMUP_S = 3;
+const PACED_CONNECTIONS = 16;
+
+/** bench/paced-redis.js in its own process (its timing is not disturbed by this one's). */
+function pacedRedis(prefix: string, seconds = PACED_SECONDS): PacedRedisResult {
+  const args = [path.join(REPO, 'dist/bench/paced-redis.js'), '--port', String(PORT), '--connections', String(PACED_CONNECTIONS), '--delay', String(PACED_DELAY_MS), '--seconds', String(seconds), '--prefix', prefix];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`paced-redis failed (${r.status ?? r.signal}): ${r.stderr}`);
+  const result = JSON.parse(r.stdout) as PacedRedisResult;
+  if (result.badReplies > 0) throw new Error(`paced-redis: ${result.badReplies} replies were not what the commands wrote`);
+  return result;
+}
+
+/** The agent's documents of one paced run checked against the commands sent (`SET|GET <prefix>:<conn>:<n>`). */
+function tallyPaced(docs: Array<Record<string, any>>, prefix: string): { transactions: number; unmatched: number; wrong: number; duplicates: number } {
+  const re = new RegExp(`^(SET ${prefix}:(\\d+):(\\d+) v(\\d+)|GET ${prefix}:(\\d+):(\\d+))$`);
+  const seen = new Set<string>();
+  let transactions = 0;
+  let unmatched = 0;
+  let wrong = 0;
+  let duplicates = 0;
+  for (const d of docs) {
+    const query = String(d.query ?? '');
+    if (d.type !== 'redis' || !query.includes(` ${prefix}:`)) continue;
+    const m = re.exec(query);
+    if (m && JSON.stringify(d.error ?? '').includes('Unmatched')) {
+      unmatched++;
+      continue;
+    }
+    const set = m?.[2] !== undefined;
+    // the value written is the key's number: SET p:c:n vn
+    const ok = m !== null && d.status === 'OK' && d.method === (set ? 'SET' : 'GET') && (!set || m[3] === m[4]);
+    if (!ok) {
+      wrong++;
+      continue;
+    }
+    if (seen.has(query)) duplicates++;
+    else {
+      seen.add(query);
+      transactions++;
+    }
+  }
+  return { transactions, unmatched, wrong, duplicates };
+}
 
 interface LoadResult {
   /** requests/s of each test, in order */
@@ -40,6 +92,7 @@ async function main(): Promise<void> {
   const server = spawn('redis-server', ['--port', String(PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 500));
   const rounds: Array<{ off: LoadResult; floor: LoadResult; agent: LoadResult; transactions: number; unmatched: number; wrong: number; cpu: number; drops: number }> = [];
+  const paced: Array<{ off: PacedRedisResult; floor: PacedRedisResult; agent: PacedRedisResult; transactions: number; unmatched: number; wrong: number; duplicates: number; cpu: number; drops: number }> = [];
   try {
     for (let i = 0; i < ROUNDS; i++) {
       const off = redisBenchmark();
@@ -53,9 +106,17 @@ async function main(): Promise<void> {
       const wrong = ours.filter((d) => d.status !== 'OK' && !JSON.stringify(d.error ?? '').includes('Unmatched')).length;
       const complete = ours.length - unmatched;
       rounds.push({ off, floor, agent: run.result, transactions: complete, unmatched, wrong, cpu: run.cpuSeconds, drops: run.stats.kernel?.ringbufDrops ?? NaN });
+      // below saturation: a key prefix per run, so each document is matched to its command
+      const pOff = pacedRedis(`pbe-off${i}`);
+      const pFloor = await withFloor([PORT], PACED_SECONDS + 10, () => pacedRedis(`pbe-floor${i}`));
+      const pRun = await withAgent(['--ports', `redis=${PORT}`], dir, () => pacedRedis(`pbe-agent${i}`), { warmup: () => pacedRedis(`pbe-warm${i}`, PACED_WARMUP_S) });
+      const tally = tallyPaced(pRun.docs, `pbe-agent${i}`);
+      paced.push({ off: pOff, floor: pFloor, agent: pRun.result, ...tally, cpu: pRun.cpuSeconds, drops: pRun.stats.kernel?.ringbufDrops ?? NaN });
       process.stderr.write(
         `round ${i + 1}/${ROUNDS}: off ${total(off).toFixed(0)} rps, floor ${total(floor).toFixed(0)}, agent ${total(run.result).toFixed(0)} ` +
-          `(${complete}/${run.result.requests} txns, ${unmatched} unmatched, ${run.cpuSeconds.toFixed(2)} cpu-s, drops ${run.stats.kernel?.ringbufDrops})\n`,
+          `(${complete}/${run.result.requests} txns, ${unmatched} unmatched, ${run.cpuSeconds.toFixed(2)} cpu-s, drops ${run.stats.kernel?.ringbufDrops}); ` +
+          `paced ${pRun.result.rps.toFixed(0)} rps: p99 µs off ${pOff.p99us.toFixed(0)}, floor ${pFloor.p99us.toFixed(0)}, agent ${pRun.result.p99us.toFixed(0)} ` +
+          `(${tally.transactions}/${pRun.result.requests} txns, ${tally.wrong} wrong, drops ${pRun.stats.kernel?.ringbufDrops})\n`,
       );
     }
   } finally {
@@ -75,7 +136,25 @@ async function main(): Promise<void> {
     unmatched_after_drops: rounds.map((r) => r.unmatched),
     wrong_documents: rounds.reduce((n, r) => n + r.wrong, 0),
     agent_cpu_seconds_per_10k_txns: summarize(rounds.map((r) => (r.cpu / r.transactions) * 1e4)),
+    fixed_rate: {
+      load: `bench/paced-redis.ts: ${PACED_CONNECTIONS} connections, SET/GET one at a time, ${PACED_DELAY_MS} ms after each reply, ${PACED_SECONDS} s (the agent warmed ${PACED_WARMUP_S} s first)`,
+      requests_per_s: r3(median(paced.map((r) => r.off.rps))),
+      latency_us: Object.fromEntries(
+        (['off', 'floor', 'agent'] as const).map((m) => [m === 'off' ? 'untraced' : m, { p50: r3(median(paced.map((r) => r[m].p50us))), p99: r3(median(paced.map((r) => r[m].p99us))), average: r3(median(paced.map((r) => r[m].avgUs))) }]),
+      ),
+      agent_p50_vs_untraced: summarize(paced.map((r) => r.agent.p50us / r.off.p50us)),
+      agent_p99_vs_untraced: { ...summarize(paced.map((r) => r.agent.p99us / r.off.p99us)), target: 1.1 },
+      floor_p99_vs_untraced: summarize(paced.map((r) => r.floor.p99us / r.off.p99us)),
+      agent_p99_vs_floor: summarize(paced.map((r) => r.agent.p99us / r.floor.p99us)),
+      completeness: { ...summarize(paced.map((r) => r.transactions / r.agent.requests)), target: 0.999 },
+      wrong_documents: paced.reduce((n, r) => n + r.wrong, 0),
+      duplicate_documents: paced.reduce((n, r) => n + r.duplicates, 0),
+      unmatched_after_drops: paced.map((r) => r.unmatched),
+      kernel_ringbuf_drops: paced.map((r) => r.drops),
+      agent_cpu_seconds_per_10k_txns: summarize(paced.map((r) => (r.cpu / Math.max(1, r.transactions)) * 1e4)),
+    },
     rounds,
+    fixed_rate_rounds: paced,
   };
   report('redis', summary);
 }
