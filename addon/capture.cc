@@ -24,6 +24,7 @@ extern "C" {
 }
 
 #include "ring-drain.h"
+#include "sched-guard.h"
 
 namespace {
 
@@ -113,6 +114,8 @@ class Capture : public Napi::ObjectWrap<Capture> {
                            InstanceMethod("pause", &Capture::Pause),
                            InstanceMethod("resume", &Capture::Resume),
                            InstanceMethod("counters", &Capture::Counters),
+                           InstanceMethod("guardSched", &Capture::GuardSched),
+                           InstanceMethod("schedGuard", &Capture::SchedGuardState),
                            InstanceMethod("programs", &Capture::Programs),
                            InstanceMethod("close", &Capture::Close),
                        });
@@ -321,12 +324,21 @@ class Capture : public Napi::ObjectWrap<Capture> {
   // (the last drain before closing); returns whether the ring buffer was emptied.
   Napi::Value Drain(const Napi::CallbackInfo& info) {
     if (info.Length() > 0 && info[0].IsNumber()) {
+      guard_.Stop();  // the last drain at normal priority
       uint64_t budget_ns = static_cast<uint64_t>(std::max(0.0, info[0].As<Napi::Number>().DoubleValue()) * 1e6);
       return Napi::Boolean::New(info.Env(), drain_.started() && drain_.DrainAll(budget_ns));
     }
     (void)drain_.Drain();
     return info.Env().Undefined();
   }
+
+  // guardSched(highBytes, lowBytes, holdMs): sched_idle auto (sched-guard.h).
+  Napi::Value GuardSched(const Napi::CallbackInfo& info) {
+    if (!skel_) return Closed(info.Env());
+    return pbe::GuardSchedCall(info, guard_, bpf_map__fd(skel_->maps.events));
+  }
+
+  Napi::Value SchedGuardState(const Napi::CallbackInfo& info) { return pbe::SchedGuardStats(info.Env(), guard_); }
 
   // recordsRead(): records taken from the ring buffer so far (beside the kernel's count of those written).
   Napi::Value RecordsRead(const Napi::CallbackInfo& info) {
@@ -395,6 +407,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
 
   // One cleanup path: handles, links, reader, object. Idempotent.
   void Destroy() {
+    guard_.Stop();
     drain_.Stop();
     for (struct bpf_link* l : links_) bpf_link__destroy(l);
     links_.clear();
@@ -411,6 +424,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
   struct capture_bpf* skel_ = nullptr;
   std::vector<struct bpf_link*> links_;
   pbe::RingDrain drain_;
+  pbe::SchedGuard guard_;
   bool cleanup_hook_ = false;
   Napi::Env::CleanupHook<void (*)(Capture*), Capture> cleanup_;
 };

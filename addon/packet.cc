@@ -26,6 +26,7 @@ extern "C" {
 }
 
 #include "ring-drain.h"
+#include "sched-guard.h"
 #include "signals-held.h"
 #include "sock-diag.h"
 
@@ -99,6 +100,8 @@ class PacketCapture : public Napi::ObjectWrap<PacketCapture> {
                            InstanceMethod("pause", &PacketCapture::Pause),
                            InstanceMethod("resume", &PacketCapture::Resume),
                            InstanceMethod("counters", &PacketCapture::Counters),
+                           InstanceMethod("guardSched", &PacketCapture::GuardSched),
+                           InstanceMethod("schedGuard", &PacketCapture::SchedGuardState),
                            InstanceMethod("programs", &PacketCapture::Programs),
                            InstanceMethod("sockets", &PacketCapture::Sockets),
                            InstanceMethod("close", &PacketCapture::Close),
@@ -278,12 +281,21 @@ class PacketCapture : public Napi::ObjectWrap<PacketCapture> {
   // (the last drain before closing); returns whether the ring buffer was emptied.
   Napi::Value Drain(const Napi::CallbackInfo& info) {
     if (info.Length() > 0 && info[0].IsNumber()) {
+      guard_.Stop();  // the last drain at normal priority
       uint64_t budget_ns = static_cast<uint64_t>(std::max(0.0, info[0].As<Napi::Number>().DoubleValue()) * 1e6);
       return Napi::Boolean::New(info.Env(), drain_.started() && drain_.DrainAll(budget_ns));
     }
     (void)drain_.Drain();
     return info.Env().Undefined();
   }
+
+  // guardSched(highBytes, lowBytes, holdMs): sched_idle auto (sched-guard.h).
+  Napi::Value GuardSched(const Napi::CallbackInfo& info) {
+    if (!skel_) return Closed(info.Env());
+    return pbe::GuardSchedCall(info, guard_, bpf_map__fd(skel_->maps.events));
+  }
+
+  Napi::Value SchedGuardState(const Napi::CallbackInfo& info) { return pbe::SchedGuardStats(info.Env(), guard_); }
 
   // recordsRead(): records taken from the ring buffer so far (beside the kernel's count of those written).
   Napi::Value RecordsRead(const Napi::CallbackInfo& info) {
@@ -350,6 +362,7 @@ class PacketCapture : public Napi::ObjectWrap<PacketCapture> {
   // One cleanup path: sockets (the filter detaches with them), drain, object. Idempotent.
   void Destroy() {
     CloseSockets();
+    guard_.Stop();
     drain_.Stop();
     if (skel_) {
       packet_bpf__destroy(skel_);
@@ -364,6 +377,7 @@ class PacketCapture : public Napi::ObjectWrap<PacketCapture> {
   struct packet_bpf* skel_ = nullptr;
   std::vector<int> sockets_;
   pbe::RingDrain drain_;
+  pbe::SchedGuard guard_;
   bool cleanup_hook_ = false;
   Napi::Env::CleanupHook<void (*)(PacketCapture*), PacketCapture> cleanup_;
 };

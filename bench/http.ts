@@ -9,11 +9,13 @@
  * Each agent first gets --warmup seconds of the same load, not measured (its
  * documents and CPU are left out): the figures are those of a running agent, not
  * of one whose code V8 is still compiling (that cost is reported apart).
- * Each round also runs the agent yielding the CPU, at a lower priority (`--nice`,
- * default 19) and under SCHED_IDLE (`--sched-idle`): at saturation it then leaves
- * these 2 cores to wrk and nginx (as far as the scheduler lets it), what it cannot
- * drain is dropped by the kernel and counted.
- *   node dist/bench/http.js [--rounds N] [--seconds S] [--connections C] [--nice N] [--warmup S]
+ * The agent runs with its default scheduling (sched_idle: auto: SCHED_IDLE while it
+ * keeps up, normal priority while its ring buffer fills); each round also runs it
+ * at normal priority throughout (`--sched-idle off`, the default before auto) and
+ * under SCHED_IDLE throughout (`--sched-idle`): at saturation that one leaves these
+ * 2 cores to wrk and nginx, and what it cannot drain is dropped by the kernel and
+ * counted. (`nice 19` was measured until 2026-12-06: not a reliable way to yield.)
+ *   node dist/bench/http.js [--rounds N] [--seconds S] [--connections C] [--warmup S]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -44,7 +46,6 @@ const PORT = 18300;
 const ROUNDS = arg('rounds', 5);
 const SECONDS = arg('seconds', 5);
 const CONNECTIONS = arg('connections', 16);
-const NICE = arg('nice', 19);
 /** Seconds of the same load each agent gets first, not measured (0: measure an agent just started). */
 const WARMUP_S = arg('warmup', 3);
 
@@ -67,11 +68,11 @@ interface AgentRound extends WrkResult, HttpTally {
   warmupCpuPer10k: number | null;
 }
 
-/** How the agent yields: not (default), by nice, or under SCHED_IDLE. */
-type Yield = { nice: number } | 'sched-idle' | undefined;
+/** The agent's scheduling: its default (sched_idle auto), normal priority throughout, or SCHED_IDLE throughout. */
+type Yield = 'normal' | 'sched-idle' | undefined;
 
 async function agentRound(seconds: number, dir: string, paced = false, yieldBy: Yield = undefined): Promise<AgentRound> {
-  const how = yieldBy === undefined ? [] : yieldBy === 'sched-idle' ? ['--sched-idle'] : ['--nice', String(yieldBy.nice)];
+  const how = yieldBy === undefined ? [] : yieldBy === 'sched-idle' ? ['--sched-idle'] : ['--sched-idle', 'off'];
   const warmup = WARMUP_S > 0 ? () => wrk(WARMUP_S, paced) : undefined;
   const run = await withAgent(['--ports', `http=${PORT}`, ...how], dir, () => wrk(seconds, paced), { warmup });
   // every document is checked against what wrk sent; requests in flight when wrk
@@ -95,7 +96,7 @@ async function floorRound(seconds: number, paced = false): Promise<WrkResult> {
   return withFloor([PORT], seconds, () => wrk(seconds, paced));
 }
 
-/** The figures of an agent that yields the CPU (nice, SCHED_IDLE), beside the same round's untraced and floor runs. */
+/** The figures of an agent scheduled otherwise (normal priority, SCHED_IDLE), beside the same round's untraced and floor runs. */
 function yielding(rs: Array<{ sat: AgentRound; paced: AgentRound; floor: WrkResult; floorPaced: WrkResult; off: WrkResult; offPaced: WrkResult }>) {
   return {
     agent_vs_floor_rps: { ...summarize(rs.map((r) => r.sat.rps / r.floor.rps)), target: 0.95 },
@@ -122,11 +123,11 @@ async function main(): Promise<void> {
     off: WrkResult;
     floor: WrkResult;
     agent: AgentRound;
-    niced: AgentRound;
+    normal: AgentRound;
     offPaced: WrkResult;
     floorPaced: WrkResult;
     agentPaced: AgentRound;
-    nicedPaced: AgentRound;
+    normalPaced: AgentRound;
     idle: AgentRound;
     idlePaced: AgentRound;
   }> = [];
@@ -136,21 +137,21 @@ async function main(): Promise<void> {
       const off = wrk(SECONDS);
       const floor = await floorRound(SECONDS);
       const agent = await agentRound(SECONDS, dir);
-      const niced = await agentRound(SECONDS, dir, false, { nice: NICE });
+      const normal = await agentRound(SECONDS, dir, false, 'normal');
       const idle = await agentRound(SECONDS, dir, false, 'sched-idle');
       const offPaced = wrk(SECONDS, true);
       const floorPaced = await floorRound(SECONDS, true);
       const agentPaced = await agentRound(SECONDS, dir, true);
-      const nicedPaced = await agentRound(SECONDS, dir, true, { nice: NICE });
+      const normalPaced = await agentRound(SECONDS, dir, true, 'normal');
       const idlePaced = await agentRound(SECONDS, dir, true, 'sched-idle');
-      rounds.push({ off, floor, agent, niced, offPaced, floorPaced, agentPaced, nicedPaced, idle, idlePaced });
+      rounds.push({ off, floor, agent, normal, offPaced, floorPaced, agentPaced, normalPaced, idle, idlePaced });
       process.stderr.write(
         `round ${i + 1}/${ROUNDS}: off ${off.rps.toFixed(0)} rps, floor ${floor.rps.toFixed(0)}, agent ${agent.rps.toFixed(0)} ` +
           `(${agent.transactions}/${agent.requests} txns, ${agent.cpuSeconds.toFixed(2)} cpu-s, drops ${agent.kernel.ringbufDrops ?? '?'}); ` +
-          `nice ${NICE}: ${niced.rps.toFixed(0)} rps (${niced.transactions}/${niced.requests} txns, drops ${niced.kernel.ringbufDrops ?? '?'}); ` +
+          `normal priority: ${normal.rps.toFixed(0)} rps (${normal.transactions}/${normal.requests} txns, drops ${normal.kernel.ringbufDrops ?? '?'}); ` +
           `sched-idle: ${idle.rps.toFixed(0)} rps (${idle.transactions}/${idle.requests} txns, drops ${idle.kernel.ringbufDrops ?? '?'}); ` +
-          `paced: p99 ${offPaced.p99us}us off, ${floorPaced.p99us}us floor, ${agentPaced.p99us}us agent, ${nicedPaced.p99us}us niced, ${idlePaced.p99us}us sched-idle, ` +
-          `${agentPaced.transactions}/${agentPaced.requests} txns, niced ${nicedPaced.transactions}/${nicedPaced.requests}, sched-idle ${idlePaced.transactions}/${idlePaced.requests}\n`,
+          `paced: p99 ${offPaced.p99us}us off, ${floorPaced.p99us}us floor, ${agentPaced.p99us}us agent, ${normalPaced.p99us}us normal priority, ${idlePaced.p99us}us sched-idle, ` +
+          `${agentPaced.transactions}/${agentPaced.requests} txns, normal priority ${normalPaced.transactions}/${normalPaced.requests}, sched-idle ${idlePaced.transactions}/${idlePaced.requests}\n`,
       );
     }
   } finally {
@@ -205,7 +206,7 @@ async function main(): Promise<void> {
       missing: r.agent.requests - r.agent.transactions - r.agent.unanswered,
       drops: r.agent.kernel.ringbufDrops ?? null,
     })),
-    with_nice: { nice: NICE, ...yielding(rounds.map((r) => ({ sat: r.niced, paced: r.nicedPaced, floor: r.floor, floorPaced: r.floorPaced, off: r.off, offPaced: r.offPaced }))) },
+    with_normal_priority: yielding(rounds.map((r) => ({ sat: r.normal, paced: r.normalPaced, floor: r.floor, floorPaced: r.floorPaced, off: r.off, offPaced: r.offPaced }))),
     with_sched_idle: yielding(rounds.map((r) => ({ sat: r.idle, paced: r.idlePaced, floor: r.floor, floorPaced: r.floorPaced, off: r.off, offPaced: r.offPaced }))),
     rounds,
   };

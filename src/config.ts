@@ -272,12 +272,18 @@ export const configSchema = z.strictObject({
    */
   nice: z.number().int().min(-20).max(19).default(0),
   /**
-   * Run the agent under SCHED_IDLE once it captures: it gets only CPU that no other
-   * task wants and any waking task preempts it, so a saturated host's applications
-   * keep the capture floor's speed; what the agent cannot drain then is dropped by
-   * the kernel and counted. Below saturation nothing changes. (nice has no effect then.)
+   * true: run the agent under SCHED_IDLE once it captures: it gets only CPU that no
+   * other task wants and never preempts one, so the traced applications' latency
+   * grows less and a saturated host's applications keep the capture floor's speed;
+   * what the agent cannot drain then is dropped by the kernel and counted. (nice has
+   * no effect then.)
+   * auto (the default): SCHED_IDLE while the agent keeps up, normal priority while
+   * the ring buffer holds an eighth of its size or more (watched every 10 ms by a
+   * thread of the agent's that stays at normal priority), idle again once it stayed
+   * under 1/64 for 5 s: the lower latency below saturation, complete data above it.
+   * false: normal priority throughout (then `nice` applies).
    */
-  sched_idle: z.boolean().default(false),
+  sched_idle: z.union([z.boolean(), z.literal('auto')]).default('auto'),
   /** Seconds between stats lines on stderr (0: only at exit). */
   stats_interval_s: z.number().min(0).default(30),
   setup: setup.prefault({}),

@@ -1,7 +1,7 @@
 import * as os from 'node:os';
 import { CaptureStartError, hasBpfCapabilities } from '../capture/ebpf-source';
 import { hookCandidates, openKernelSource } from '../capture/select-mode';
-import type { CaptureSource } from '../capture/source';
+import type { CaptureSource, SchedGuardState } from '../capture/source';
 import type { Config } from '../config';
 import { createRecorder, type Recorder } from '../capture/recording';
 import { createProcessCache } from '../conn/process-info';
@@ -30,12 +30,23 @@ export function kernelPorts(config: Config): Array<[number, number]> {
   return [...portMap(config, createModules(config))].map(([port, name]) => [port, PROTOCOL_IDS[name]]);
 }
 
+/** sched_idle auto's figures in the stats line. */
+function schedFigures(g: SchedGuardState) {
+  return { policy: g.boosted ? 'normal' : 'idle', boosts: g.boosts, normal_ms: g.boostedMs, ...(g.lastErrno !== 0 ? { last_errno: g.lastErrno } : {}) };
+}
+
+/** sched_idle auto: normal priority from an eighth of the ring buffer, idle again after 5 s under 1/64. */
+const SCHED_AUTO_HIGH = 1 / 8;
+const SCHED_AUTO_LOW = 1 / 64;
+const SCHED_AUTO_HOLD_MS = 5000;
+
 function statsLine(
   source: CaptureSource,
   pipeline: Pipeline,
   outputs: Output[],
   prev: { at: number; events: number; txns: number },
   backpressure: { pauses: number },
+  guarded: boolean,
 ) {
   const k = source.counters();
   const p = pipeline.stats();
@@ -62,6 +73,7 @@ function statsLine(
     ...(source.details ? { capture: source.details() } : {}),
     queue_depth: p.joinPending + outputs.reduce((n, o) => n + o.stats().queued, 0),
     capture_pauses: backpressure.pauses,
+    ...(guarded && source.schedGuard ? { sched: schedFigures(source.schedGuard()) } : {}),
     outputs: Object.fromEntries(outputs.map((o) => [o.name, o.stats()])),
   };
   prev.at = now;
@@ -139,11 +151,13 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
   const done = new Promise<number>((r) => (resolveDone = r));
   const prev = { at: Date.now(), events: 0, txns: 0 };
   const backpressure = { pauses: 0 };
+  // sched_idle auto's watcher runs (its figures go in the stats lines)
+  let guarded = false;
 
   const tick = setInterval(() => pipeline.tick(), TICK_MS);
   const statsTimer =
     config.stats_interval_s > 0
-      ? setInterval(() => log.info({ stats: statsLine(source, pipeline, outputs, prev, backpressure) }, 'stats'), config.stats_interval_s * 1000)
+      ? setInterval(() => log.info({ stats: statsLine(source, pipeline, outputs, prev, backpressure, guarded) }, 'stats'), config.stats_interval_s * 1000)
       : undefined;
 
   const stop = (reason: string, code = 0): Promise<void> => {
@@ -155,7 +169,7 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
         const undrained = source.flush(SHUTDOWN_DRAIN_MS);
         pipeline.flush();
         if (undrained > 0) log.warn({ budget_ms: SHUTDOWN_DRAIN_MS, undrained_events: undrained }, 'stopping before the ring buffer was emptied: the events left in it are not reported');
-        log.info({ reason, stats: statsLine(source, pipeline, outputs, prev, backpressure) }, 'stopping');
+        log.info({ reason, stats: statsLine(source, pipeline, outputs, prev, backpressure, guarded) }, 'stopping');
       } finally {
         source.close();
         recorder?.close();
@@ -205,7 +219,16 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
     abandonOutputs();
     throw err instanceof CaptureStartError ? err : new CaptureStartError(`failed to start capture: ${(err as Error).message}`, undefined);
   }
-  if (config.sched_idle) {
+  if (config.sched_idle === 'auto') {
+    // only now: the kernel's programs are loaded and attached (the verifier's work is not left to idle CPU)
+    try {
+      if (!source.guardSched) throw new Error(`the ${source.mode} capture cannot watch its ring buffer`);
+      source.guardSched(config.ring_buffer_bytes * SCHED_AUTO_HIGH, config.ring_buffer_bytes * SCHED_AUTO_LOW, SCHED_AUTO_HOLD_MS);
+      guarded = true;
+    } catch (err) {
+      log.warn({ err }, 'sched_idle auto: could not watch the ring buffer; the agent stays at normal priority');
+    }
+  } else if (config.sched_idle) {
     // only now: the kernel's programs are loaded and attached (the verifier's work is
     // not left to idle CPU), and the threads that exist take it; later ones inherit it
     try {

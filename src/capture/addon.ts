@@ -22,6 +22,8 @@ export interface AttachFailure {
   code: string;
 }
 
+import type { SchedGuardState } from './source';
+
 /** The native object (addon/capture.cc). */
 export interface NativeCapture {
   attach(): AttachFailure[];
@@ -40,6 +42,9 @@ export interface NativeCapture {
   pause(): void;
   resume(): void;
   counters(): number[];
+  /** sched_idle auto (addon/sched-guard.h): watch the ring buffer, the threads' policy follows its fill. */
+  guardSched(highBytes: number, lowBytes: number, holdMs: number): void;
+  schedGuard(): SchedGuardState;
   programs(): number[];
   close(): void;
 }

@@ -197,6 +197,10 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource & { 
     setVerdicts(verdicts) {
       if (!closed && verdicts.length > 0) native.setVerdicts(verdicts.map(([id, verdict]) => [id, Verdict[verdict]]));
     },
+    guardSched(highBytes, lowBytes, holdMs) {
+      if (!closed) native.guardSched(highBytes, lowBytes, holdMs);
+    },
+    schedGuard: () => native.schedGuard(),
     counters,
     close,
   };

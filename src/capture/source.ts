@@ -9,6 +9,19 @@ export interface CaptureSink {
   onBatchEnd(): void;
 }
 
+/** addon/sched-guard.h's figures. */
+export interface SchedGuardState {
+  running: boolean;
+  /** at normal priority now (the agent fell behind) */
+  boosted: boolean;
+  /** times it went back to normal priority */
+  boosts: number;
+  /** ms spent at normal priority */
+  boostedMs: number;
+  /** the last errno of sched_setscheduler (0: none) */
+  lastErrno: number;
+}
+
 export interface CaptureSource {
   readonly mode: string;
   start(sink: CaptureSink): void;
@@ -28,6 +41,15 @@ export interface CaptureSource {
    * (its data events then come without payload).
    */
   setVerdicts?(verdicts: Array<[sockId: number, verdict: VerdictName]>): void;
+  /**
+   * sched_idle auto: the agent's threads under SCHED_IDLE, back to normal
+   * priority while the ring buffer holds `highBytes` or more, idle again once
+   * it stayed under `lowBytes` for `holdMs` (a watcher thread in the addon).
+   * Throws when the ring buffer cannot be watched.
+   */
+  guardSched?(highBytes: number, lowBytes: number, holdMs: number): void;
+  /** The watcher's figures (after guardSched). */
+  schedGuard?(): SchedGuardState;
   /** Figures of the mode beyond the kernel counters (for the stats line), e.g. packet reassembly. */
   details?(): Record<string, unknown>;
   /** Detach everything. Idempotent. */

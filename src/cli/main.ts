@@ -18,7 +18,7 @@ interface RunFlags {
   pid?: number[];
   statsInterval?: number;
   nice?: number;
-  schedIdle?: boolean;
+  schedIdle?: boolean | string;
   record?: string;
   mode?: string;
   kprobeVariant?: string;
@@ -67,7 +67,12 @@ export function loadConfig(flags: RunFlags): Config {
   if (flags.maxPayload !== undefined) merged.max_payload = flags.maxPayload;
   if (flags.statsInterval !== undefined) merged.stats_interval_s = flags.statsInterval;
   if (flags.nice !== undefined) merged.nice = flags.nice;
-  if (flags.schedIdle) merged.sched_idle = true;
+  if (flags.schedIdle !== undefined) {
+    if (flags.schedIdle !== true && flags.schedIdle !== 'auto' && flags.schedIdle !== 'off') {
+      throw new ConfigError(`--sched-idle takes no value, "auto" or "off", got ${JSON.stringify(flags.schedIdle)}`);
+    }
+    merged.sched_idle = flags.schedIdle === 'off' ? false : flags.schedIdle;
+  }
   if (flags.pid && flags.pid.length > 0) merged.pids = flags.pid;
   if (flags.mode !== undefined) merged.mode = flags.mode;
   if (flags.kprobeVariant !== undefined) merged.kprobe_variant = flags.kprobeVariant;
@@ -101,7 +106,7 @@ export function loadConfig(flags: RunFlags): Config {
     merged.protocols = protocols;
   }
   const otlpFlags = flags.otlp !== undefined || flags.otlpProtocol !== undefined || (flags.otlpHeader?.length ?? 0) > 0;
-  const withFlags = flags.ports || flags.maxPayload !== undefined || flags.nice !== undefined || flags.schedIdle || flags.es || flags.opensearch || flags.console === false || flags.mode || flags.kprobeVariant || otlpFlags;
+  const withFlags = flags.ports || flags.maxPayload !== undefined || flags.nice !== undefined || flags.schedIdle !== undefined || flags.es || flags.opensearch || flags.console === false || flags.mode || flags.kprobeVariant || otlpFlags;
   return validateConfig(merged, withFlags ? `${origin} and flags` : origin);
 }
 
@@ -124,7 +129,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--pid <pid>', 'trace only this process (repeatable)', collect(intArg('--pid')))
     .option('--stats-interval <seconds>', 'seconds between stats lines on stderr (0: only at exit)', intArg('--stats-interval'))
     .option('--nice <n>', "the agent's CPU priority, -20..19 (above 0: it yields to the traced applications on a saturated host; what it cannot keep up with is dropped and counted)", niceArg)
-    .option('--sched-idle', 'run the agent under SCHED_IDLE once it captures (sched_idle: true): only on CPU nobody else wants; on a saturated host the applications keep their speed and what the agent cannot keep up with is dropped and counted')
+    .option(
+      '--sched-idle [auto|off]',
+      'run the agent under SCHED_IDLE once it captures (sched_idle: true): only on CPU nobody else wants; on a saturated host the applications keep their speed and what the agent cannot keep up with is dropped and counted. "auto" (the default): under SCHED_IDLE while it keeps up, at normal priority while its ring buffer fills. "off": normal priority throughout',
+    )
     .option('--record <file>', 'also write the raw kernel events to FILE (for tests and bug reports)')
     .option('--kprobe-variant <variant>', 'hooks of the kprobe mode: auto, fentry, kprobe')
     .option('--es <url>', 'also ship to this Elasticsearch node (repeatable; output.elasticsearch.hosts)', collect(String))

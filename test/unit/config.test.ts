@@ -165,11 +165,15 @@ describe('validateConfig: errors name the key', () => {
     assert.equal(validateConfig({ max_payload: 64 }, 't').max_payload, 64);
   });
 
-  test('sched_idle: off by default, a boolean; --sched-idle turns it on over the file', () => {
-    assert.equal(validateConfig({}, 't').sched_idle, false);
+  test('sched_idle: auto by default, a boolean or auto; --sched-idle [auto|off] over the file', () => {
+    assert.equal(validateConfig({}, 't').sched_idle, 'auto');
+    assert.equal(validateConfig({ sched_idle: false }, 't').sched_idle, false);
     assert.match(configError(() => validateConfig({ sched_idle: 'yes' }, 't')).message, /sched_idle:/);
     assert.equal(loadConfig({ config: writeYaml('sched_idle: false\n'), schedIdle: true }).sched_idle, true);
     assert.equal(loadConfig({ config: writeYaml('sched_idle: true\n') }).sched_idle, true);
+    assert.equal(loadConfig({ config: writeYaml('sched_idle: true\n'), schedIdle: 'off' }).sched_idle, false);
+    assert.equal(loadConfig({ config: writeYaml('sched_idle: false\n'), schedIdle: 'auto' }).sched_idle, 'auto');
+    assert.match(configError(() => loadConfig({ schedIdle: 'sometimes' })).message, /--sched-idle takes no value, "auto" or "off", got "sometimes"/);
   });
 
   test('nice: -20..19, whole; the --nice flag over the file', () => {

@@ -1,3 +1,4 @@
+import type { SchedGuardState } from '../source';
 import * as path from 'node:path';
 import type { SocketLookup } from './attribution';
 import type { PacketAddonLayout } from './layout';
@@ -25,6 +26,9 @@ export interface NativePacketCapture {
   pause(): void;
   resume(): void;
   counters(): number[];
+  /** sched_idle auto (addon/sched-guard.h): watch the ring buffer, the threads' policy follows its fill. */
+  guardSched(highBytes: number, lowBytes: number, holdMs: number): void;
+  schedGuard(): SchedGuardState;
   programs(): number[];
   sockets(): number;
   close(): void;

@@ -289,6 +289,10 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
     resume() {
       if (!closed) native.resume();
     },
+    guardSched(highBytes, lowBytes, holdMs) {
+      if (!closed) native.guardSched(highBytes, lowBytes, holdMs);
+    },
+    schedGuard: () => native.schedGuard(),
     counters(): KernelCounters {
       const k = counters();
       const c = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as KernelCounters;

@@ -64,6 +64,10 @@ function fakeBinding() {
     counters() {
       return state.counters ?? PACKET_COUNTER_NAMES.map((_, i) => i);
     }
+    guardSched() {}
+    schedGuard() {
+      return { running: false, boosted: false, boosts: 0, boostedMs: 0, lastErrno: 0 };
+    }
     programs() {
       return [1];
     }

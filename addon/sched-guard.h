@@ -1,0 +1,218 @@
+// The agent under SCHED_IDLE while it keeps up, at normal priority while it
+// falls behind (sched_idle: auto). Under SCHED_IDLE the agent never takes the
+// CPU from a traced application (lower latency added to them), but on a
+// saturated host it gets almost no CPU and the ring buffer would overflow.
+// A thread of its own, at normal priority, looks at how full the ring buffer
+// is every kPeriodMs (the producer and consumer positions, mapped read-only
+// from the ring buffer map): past `high` bytes every other thread of the
+// process goes back to SCHED_OTHER; once the ring has stayed below `low`
+// bytes for `hold_ms`, SCHED_IDLE again. A watcher that sleeps 10 ms and reads
+// two words costs nothing measurable, and it wakes even when the CPUs are
+// saturated, long before a ring of megabytes fills.
+#ifndef PBE_SCHED_GUARD_H
+#define PBE_SCHED_GUARD_H
+
+#include <napi.h>
+#include <dirent.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <mutex>
+#include <thread>
+
+namespace pbe {
+
+class SchedGuard {
+ public:
+  static constexpr int kPeriodMs = 10;
+
+  struct Stats {
+    bool running;
+    bool boosted;        // the agent is at normal priority now
+    uint64_t boosts;     // times it went back to normal priority
+    uint64_t boosted_ms; // time spent at normal priority (the current stretch included)
+    int last_errno;      // the last sched_setscheduler failure (0: none)
+  };
+
+  SchedGuard() = default;
+  SchedGuard(const SchedGuard&) = delete;
+  SchedGuard& operator=(const SchedGuard&) = delete;
+  ~SchedGuard() { Stop(); }
+
+  // Watch the ring buffer map `map_fd` (a BPF_MAP_TYPE_RINGBUF). Returns 0 or -errno.
+  int Start(int map_fd, uint64_t high, uint64_t low, uint64_t hold_ms) {
+    if (thread_.joinable()) return -EBUSY;
+    // leaving SCHED_IDLE needs CAP_SYS_NICE (or RLIMIT_NICE): tried first on a
+    // thread of its own, so a refusal leaves nothing idle that could not come back
+    int refused = 0;
+    std::thread probe([&refused] {
+      struct sched_param param {};
+      if (sched_setscheduler(0, SCHED_IDLE, &param) != 0) refused = errno;
+      else if (sched_setscheduler(0, SCHED_OTHER, &param) != 0) refused = errno;
+    });
+    probe.join();
+    if (refused) return -refused;
+    page_ = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    // consumer position (page 0) and producer position (page 1), read-only
+    void* m = mmap(nullptr, 2 * page_, PROT_READ, MAP_SHARED, map_fd, 0);
+    if (m == MAP_FAILED) return -errno;
+    positions_ = m;
+    high_ = high;
+    low_ = low;
+    hold_ms_ = hold_ms;
+    stop_ = false;
+    boosted_ = false;
+    // started at this thread's (normal) priority; it then puts every other thread
+    // under SCHED_IDLE (threads started later inherit it from whoever starts them)
+    thread_ = std::thread([this] { Run(); });
+    return 0;
+  }
+
+  // Back to normal priority (a stopping agent drains what is left quickly), thread joined. Idempotent.
+  void Stop() {
+    if (thread_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        stop_ = true;
+      }
+      cv_.notify_all();
+      thread_.join();
+      Apply(SCHED_OTHER, 0);
+      if (boosted_.exchange(false)) boosted_total_ms_ += NowMs() - boosted_since_ms_;
+    }
+    if (positions_) {
+      munmap(positions_, 2 * page_);
+      positions_ = nullptr;
+    }
+  }
+
+  Stats stats() {
+    std::lock_guard<std::mutex> lock(mu_);
+    const bool boosted = boosted_.load();
+    uint64_t ms = boosted_total_ms_;
+    if (boosted) ms += NowMs() - boosted_since_ms_;
+    return Stats{thread_.joinable(), boosted, boosts_, ms, last_errno_};
+  }
+
+ private:
+  static uint64_t NowMs() {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+  }
+
+  uint64_t Fill() const {
+    const auto* consumer = static_cast<const volatile uint64_t*>(positions_);
+    const auto* producer = reinterpret_cast<const volatile uint64_t*>(static_cast<const char*>(positions_) + page_);
+    const uint64_t c = __atomic_load_n(consumer, __ATOMIC_ACQUIRE);
+    const uint64_t p = __atomic_load_n(producer, __ATOMIC_ACQUIRE);
+    return p > c ? p - c : 0;
+  }
+
+  // `policy` for every thread of this process but `except` (a tid, or 0).
+  void Apply(int policy, pid_t except) {
+    DIR* d = opendir("/proc/self/task");
+    if (!d) {
+      last_errno_ = errno;
+      return;
+    }
+    struct sched_param param {};
+    param.sched_priority = 0;
+    while (struct dirent* e = readdir(d)) {
+      const pid_t tid = static_cast<pid_t>(strtol(e->d_name, nullptr, 10));
+      if (tid <= 0 || tid == except) continue;
+      // ESRCH: the thread ended meanwhile
+      if (sched_setscheduler(tid, policy, &param) != 0 && errno != ESRCH) last_errno_ = errno;
+    }
+    closedir(d);
+  }
+
+  void Run() {
+    const pid_t self = static_cast<pid_t>(syscall(SYS_gettid));
+    std::unique_lock<std::mutex> lock(mu_);
+    Apply(SCHED_IDLE, self);
+    uint64_t low_since = 0;
+    uint64_t last_reapply = NowMs();
+    while (!cv_.wait_for(lock, std::chrono::milliseconds(kPeriodMs), [this] { return stop_; })) {
+      const uint64_t fill = Fill();
+      const uint64_t now = NowMs();
+      if (!boosted_) {
+        if (fill >= high_) {
+          Apply(SCHED_OTHER, self);
+          boosted_ = true;
+          boosts_++;
+          boosted_since_ms_ = now;
+          low_since = 0;
+        } else if (now - last_reapply >= 1000) {
+          // threads started by one that was boosted when it started them
+          Apply(SCHED_IDLE, self);
+          last_reapply = now;
+        }
+      } else if (fill > low_) {
+        low_since = 0;
+      } else if (low_since == 0) {
+        low_since = now;
+      } else if (now - low_since >= hold_ms_) {
+        Apply(SCHED_IDLE, self);
+        boosted_ = false;
+        boosted_total_ms_ += now - boosted_since_ms_;
+        last_reapply = now;
+      }
+    }
+  }
+
+  void* positions_ = nullptr;
+  size_t page_ = 4096;
+  uint64_t high_ = 0;
+  uint64_t low_ = 0;
+  uint64_t hold_ms_ = 0;
+  std::thread thread_;
+  std::mutex mu_;  // stop_, the counters (the watcher holds it except while it sleeps)
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::atomic<bool> boosted_{false};
+  uint64_t boosts_ = 0;
+  uint64_t boosted_since_ms_ = 0;
+  uint64_t boosted_total_ms_ = 0;
+  int last_errno_ = 0;
+};
+
+// The JavaScript side, shared by capture.cc and packet.cc:
+// guardSched(highBytes, lowBytes, holdMs) starts `guard` on the ring buffer map_fd.
+inline Napi::Value GuardSchedCall(const Napi::CallbackInfo& info, SchedGuard& guard, int map_fd) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    Napi::TypeError::New(env, "guardSched(highBytes: number, lowBytes: number, holdMs: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto u64 = [&](int i) { return static_cast<uint64_t>(std::max(0.0, info[i].As<Napi::Number>().DoubleValue())); };
+  const int err = guard.Start(map_fd, u64(0), u64(1), u64(2));
+  if (err) Napi::Error::New(env, std::string("watch the ring buffer for sched_idle auto: ") + strerror(-err)).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// schedGuard() -> { running, boosted, boosts, boostedMs, lastErrno }
+inline Napi::Value SchedGuardStats(Napi::Env env, SchedGuard& guard) {
+  const SchedGuard::Stats s = guard.stats();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("running", s.running);
+  o.Set("boosted", s.boosted);
+  o.Set("boosts", static_cast<double>(s.boosts));
+  o.Set("boostedMs", static_cast<double>(s.boosted_ms));
+  o.Set("lastErrno", s.last_errno);
+  return o;
+}
+
+}  // namespace pbe
+
+#endif  // PBE_SCHED_GUARD_H

@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { kernelSkip, startAgent, type AgentRun } from '../helpers/agent';
+import { startNginx, type RunningServer } from '../helpers/servers';
+
+const PORT = 18087;
+/** A small ring buffer (4 MiB: normal priority past 512 KiB), filled many times over by the load. */
+const RING_BYTES = 4 * 1024 * 1024;
+const REQUESTS = 20_000;
+const LOAD_LIMIT_MS = 30_000;
+const SCHED_OTHER = 0;
+const SCHED_IDLE = 5;
+const skip = kernelSkip();
+
+/** Scheduling policy of each thread of `pid` (field 41 of /proc/PID/task/TID/stat). */
+function policies(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), Number(fields[38])); // fields[0] is field 3 (state)
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
+/** GET /hello over 16 keep-alive connections, REQUESTS in all or LOAD_LIMIT_MS, whichever first. */
+async function load(): Promise<number> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  const deadline = Date.now() + LOAD_LIMIT_MS;
+  let sent = 0;
+  let done = 0;
+  const one = () =>
+    new Promise<void>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port: PORT, path: '/hello', agent }, (res) => {
+          res.resume();
+          res.on('end', () => {
+            done++;
+            resolve();
+          });
+        })
+        .on('error', reject);
+    });
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (sent < REQUESTS && Date.now() < deadline) {
+        sent++;
+        await one();
+      }
+    }),
+  );
+  agent.destroy();
+  return done;
+}
+
+function lastStats(agent: AgentRun): Record<string, any> | undefined {
+  for (let i = agent.stderr.length - 1; i >= 0; i--) {
+    const line = JSON.parse(agent.stderr[i]) as Record<string, any>;
+    if (line.stats) return line.stats;
+  }
+  return undefined;
+}
+
+async function until(what: string, pred: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('sched_idle auto: idle while the agent keeps up, normal priority while it falls behind', { skip }, () => {
+  let nginx: RunningServer;
+  let agent: AgentRun;
+  let hog: ChildProcess | undefined;
+  let requests = 0;
+  let atStart = new Map<number, number>();
+  let duringLoad: Record<string, any> | undefined;
+  let afterLoad = new Map<number, number>();
+  let stopping: Record<string, any> | undefined;
+
+  before(async () => {
+    nginx = await startNginx(PORT);
+    agent = await startAgent({ protocols: { http: { ports: [PORT] } }, stats_interval_s: 1, ring_buffer_bytes: RING_BYTES, sched_idle: 'auto' });
+    const pid = agent.child.pid!;
+    await new Promise((r) => setTimeout(r, 300));
+    atStart = policies(pid);
+    // every thread of the agent on CPU 0 with a busy loop of normal priority: an
+    // agent under SCHED_IDLE gets nothing there, so only its watcher can save it
+    const pin = spawnSync('taskset', ['-a', '-p', '-c', '0', String(pid)], { encoding: 'utf8' });
+    assert.equal(pin.status, 0, pin.stderr);
+    hog = spawn('taskset', ['-c', '0', process.execPath, '-e', 'const end = Date.now() + 40000; while (Date.now() < end);'], { stdio: 'ignore' });
+    try {
+      requests = await load();
+      // the load is over: the stats line of the second after it
+      const lines = agent.stderr.length;
+      await until('a stats line after the load', () => agent.stderr.length > lines && lastStats(agent) !== undefined, 5000);
+      duringLoad = lastStats(agent);
+    } finally {
+      hog.kill('SIGKILL');
+    }
+    // caught up and 5 s under 1/64 of the ring: idle again
+    await until('the agent is idle again', () => lastStats(agent)?.sched?.policy === 'idle', 20_000);
+    afterLoad = policies(pid);
+    agent.child.kill('SIGINT');
+    const exit = await agent.exited;
+    assert.equal(exit.code, 0, `agent exit: ${JSON.stringify(exit)}\n${agent.stderr.join('\n')}`);
+    stopping = agent.stderr.map((l) => JSON.parse(l) as Record<string, any>).find((l) => l.msg === 'stopping')?.stats;
+  });
+
+  after(async () => {
+    hog?.kill('SIGKILL');
+    if (agent && agent.child.exitCode === null) agent.child.kill('SIGKILL');
+    await nginx?.stop();
+  });
+
+  test('at start every thread is under SCHED_IDLE but the watcher', () => {
+    const values = [...atStart.values()];
+    assert.ok(values.length >= 3, JSON.stringify([...atStart]));
+    assert.equal(values.filter((p) => p === SCHED_OTHER).length, 1, JSON.stringify([...atStart]));
+    assert.equal(values.filter((p) => p === SCHED_IDLE).length, values.length - 1, JSON.stringify([...atStart]));
+  });
+
+  test('starved while the ring buffer filled, it went back to normal priority and lost nothing', () => {
+    assert.ok(stopping, agent.stderr.join('\n'));
+    assert.ok(duringLoad, agent.stderr.join('\n'));
+    assert.ok(duringLoad.sched.boosts >= 1, JSON.stringify(duringLoad.sched));
+    assert.ok(stopping.sched.normal_ms > 0, JSON.stringify(stopping.sched));
+    // more events than the ring buffer holds at once went through it: it would have overflowed
+    assert.ok(stopping.kernel.events * 300 > RING_BYTES, JSON.stringify(stopping.kernel));
+    assert.equal(stopping.kernel.ringbufDrops, 0, JSON.stringify(stopping.kernel));
+    const hello = agent.docs.filter((d) => d.method === 'GET' && d.url?.path === '/hello' && d.http?.response?.status_code === 200);
+    assert.equal(hello.length, requests, `${hello.length} documents for ${requests} requests`);
+  });
+
+  test('once caught up it is idle again, the watcher excepted', () => {
+    const values = [...afterLoad.values()];
+    assert.equal(values.filter((p) => p === SCHED_OTHER).length, 1, JSON.stringify([...afterLoad]));
+    assert.equal(lastStats(agent)?.sched?.policy, 'idle');
+  });
+});
