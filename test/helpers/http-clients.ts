@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import * as http from 'node:http';
 import type { AgentRun } from './agent';
 
 export interface ClientRun {
@@ -57,4 +58,40 @@ export async function driveHttpTraffic(agent: AgentRun, nginxPort: number, nodeP
   await agent.waitFor((docs) => docs.some((d) => d.url?.path === '/never'), 8000);
   await agent.waitFor((docs) => docs.some((d) => d.url?.path === '/hello' && d.destination?.port === nodePort));
   return { clients, fetchNs };
+}
+
+/**
+ * GET /hello on 127.0.0.1:port over 16 keep-alive connections, `requests` in all
+ * or `limitMs`, whichever comes first. Resolves with the requests answered.
+ */
+export async function helloLoad(port: number, requests: number, limitMs: number): Promise<number> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  const deadline = Date.now() + limitMs;
+  let sent = 0;
+  let done = 0;
+  const one = () =>
+    new Promise<void>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/hello', agent }, (res) => {
+          res.resume();
+          res.on('end', () => {
+            done++;
+            resolve();
+          });
+        })
+        .on('error', reject);
+    });
+  try {
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (sent < requests && Date.now() < deadline) {
+          sent++;
+          await one();
+        }
+      }),
+    );
+  } finally {
+    agent.destroy();
+  }
+  return done;
 }

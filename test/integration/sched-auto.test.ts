@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { kernelSkip, startAgent, type AgentRun } from '../helpers/agent';
+import { helloLoad } from '../helpers/http-clients';
 import { startNginx, type RunningServer } from '../helpers/servers';
 
 const PORT = 18087;
@@ -28,36 +28,6 @@ function policies(pid: number): Map<number, number> {
     }
   }
   return out;
-}
-
-/** GET /hello over 16 keep-alive connections, REQUESTS in all or LOAD_LIMIT_MS, whichever first. */
-async function load(): Promise<number> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
-  const deadline = Date.now() + LOAD_LIMIT_MS;
-  let sent = 0;
-  let done = 0;
-  const one = () =>
-    new Promise<void>((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port: PORT, path: '/hello', agent }, (res) => {
-          res.resume();
-          res.on('end', () => {
-            done++;
-            resolve();
-          });
-        })
-        .on('error', reject);
-    });
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (sent < REQUESTS && Date.now() < deadline) {
-        sent++;
-        await one();
-      }
-    }),
-  );
-  agent.destroy();
-  return done;
 }
 
 function lastStats(agent: AgentRun): Record<string, any> | undefined {
@@ -98,7 +68,7 @@ describe('sched_idle auto: idle while the agent keeps up, normal priority while 
     assert.equal(pin.status, 0, pin.stderr);
     hog = spawn('taskset', ['-c', '0', process.execPath, '-e', 'const end = Date.now() + 40000; while (Date.now() < end);'], { stdio: 'ignore' });
     try {
-      requests = await load();
+      requests = await helloLoad(PORT, REQUESTS, LOAD_LIMIT_MS);
       // the load is over: the stats line of the second after it
       const lines = agent.stderr.length;
       await until('a stats line after the load', () => agent.stderr.length > lines && lastStats(agent) !== undefined, 5000);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import * as http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { kernelSkip, startAgent, waitNoPrograms, type AgentRun } from '../helpers/agent';
+import { helloLoad } from '../helpers/http-clients';
 import { startNginx, type RunningServer } from '../helpers/servers';
 
 const PORT = 18086;
@@ -9,36 +9,6 @@ const PORT = 18086;
 const REQUESTS = 40_000;
 const LOAD_LIMIT_MS = 30_000;
 const skip = kernelSkip();
-
-/** GET /hello over 16 keep-alive connections, REQUESTS in all or LOAD_LIMIT_MS, whichever first. */
-async function load(): Promise<number> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
-  const deadline = Date.now() + LOAD_LIMIT_MS;
-  let sent = 0;
-  let done = 0;
-  const one = () =>
-    new Promise<void>((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port: PORT, path: '/hello', agent }, (res) => {
-          res.resume();
-          res.on('end', () => {
-            done++;
-            resolve();
-          });
-        })
-        .on('error', reject);
-    });
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (sent < REQUESTS && Date.now() < deadline) {
-        sent++;
-        await one();
-      }
-    }),
-  );
-  agent.destroy();
-  return done;
-}
 
 describe('shutdown drains the ring buffer', { skip }, () => {
   let nginx: RunningServer;
@@ -53,7 +23,7 @@ describe('shutdown drains the ring buffer', { skip }, () => {
     // what no longer fits); the agent is told to stop as soon as it runs again
     agent.child.kill('SIGSTOP');
     try {
-      requests = await load();
+      requests = await helloLoad(PORT, REQUESTS, LOAD_LIMIT_MS);
     } finally {
       agent.child.kill('SIGCONT');
       agent.child.kill('SIGINT');
