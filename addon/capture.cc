@@ -286,25 +286,14 @@ class Capture : public Napi::ObjectWrap<Capture> {
   }
 
   // start(onBatch: (batch: Buffer) => void, intervalMs: number, minIntervalMs?: number)
+  // Drained on the loop: woken by the ring buffer and by an adaptive timer, soon
+  // again while events keep coming (small batches keep the traced application's
+  // tail latency low), backing off to intervalMs when idle.
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!skel_) return Closed(env);
-    if (!info[0].IsFunction() || !info[1].IsNumber()) {
-      Napi::TypeError::New(env, "start expects (onBatch, intervalMs)").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    uint32_t interval = info[1].As<Napi::Number>().Uint32Value();
-    uint32_t min_interval = info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 1;
-    // drained on the loop: woken by the ring buffer and by an adaptive timer, soon
-    // again while events keep coming (small batches keep the traced application's
-    // tail latency low), backing off to intervalMs when idle
-    int err = drain_.Start(env, Value(), info[0].As<Napi::Function>(), bpf_map__fd(skel_->maps.events), EventSize,
-                           interval, min_interval);
-    if (err == -EBUSY) {
-      Napi::Error::New(env, "capture already started").ThrowAsJavaScriptException();
-    } else if (err) {
-      ThrowErrno(env, "create ring buffer reader", err);
-    }
+    int err = drain_.StartFromJs(info, Value(), bpf_map__fd(skel_->maps.events), EventSize, "capture");
+    if (err) ThrowErrno(env, "create ring buffer reader", err);
     return env.Undefined();
   }
 

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 extern "C" {
@@ -63,6 +64,25 @@ class RingDrain {
     timer_->data = this;
     if (!paused_) Watch();
     return 0;
+  }
+
+  // start(onBatch, intervalMs, minIntervalMs?) as JavaScript calls it: a TypeError for
+  // bad arguments, an Error "<what> already started" when it is; otherwise Start's
+  // result (0, or -errno for the caller's own error, which carries libbpf's log).
+  int StartFromJs(const Napi::CallbackInfo& info, Napi::Object recv, int map_fd, RecordSize record_size, const char* what) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsFunction() || !info[1].IsNumber()) {
+      Napi::TypeError::New(env, "start expects (onBatch, intervalMs)").ThrowAsJavaScriptException();
+      return 0;
+    }
+    const uint32_t interval = info[1].As<Napi::Number>().Uint32Value();
+    const uint32_t min_interval = info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 1;
+    const int err = Start(env, recv, info[0].As<Napi::Function>(), map_fd, record_size, interval, min_interval);
+    if (err == -EBUSY) {
+      Napi::Error::New(env, std::string(what) + " already started").ThrowAsJavaScriptException();
+      return 0;
+    }
+    return err;
   }
 
   // Stop draining (backpressure: the ring buffer holds, then the kernel counts drops).
