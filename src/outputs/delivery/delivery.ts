@@ -197,6 +197,8 @@ export function createDeliveryOutput(options: DeliveryOptions): DeliveryOutput {
       writingBytes -= b.bytes;
       b.writing = undefined;
       settleWaiters();
+      // a batch written while it was being sent stays in memory: others may have to go
+      relieve();
     });
     return done;
   }
@@ -348,6 +350,14 @@ export function createDeliveryOutput(options: DeliveryOptions): DeliveryOutput {
       if (result.status !== 'ok') {
         counters.retried += b.docs;
         noteFailure(result.reason, result.status === 'retryable' ? result.statusCode : 413);
+        // written to the spool while it was being sent: it waits there, not in memory
+        // (else, with the backend down, it would hold its memory and full() could stay
+        // true with room left in the spool, the capture paused for nothing)
+        if (b.entry && b.records) {
+          memBytes -= b.bytes;
+          b.records = undefined;
+        }
+        relieve();
         await backoff();
         continue;
       }

@@ -352,6 +352,24 @@ describe('delivery: outages, memory bound and spool', () => {
     assert.equal(out.stats().published, 0);
   });
 
+  test('a batch written to the spool while it was being sent leaves memory when the send fails: full() does not hold with room on disk', async () => {
+    const be = createBackend();
+    be.state.down = true;
+    // each attempt takes a while: the batch is being sent when its spool file is written
+    const slow: BulkSink = { send: async (records) => (await sleep(50), be.sink.send(records)), close: () => be.sink.close() };
+    const { out } = output(slow, { queueMaxBytes: 1000, spool: { dir: freshDir(), maxBytes: 100_000 } });
+    // one batch of ~1.1 kB: past the memory bound at once, spooled while the sender holds it
+    out.publish(docs(0, 10));
+    await waitUntil('the batch on disk and an attempt failed', () => out.stats().spool_docs === 10 && out.stats().failed_requests >= 1);
+    // it waits for the backend on disk, not in memory (it used to keep full() true until the backend came back)
+    await waitUntil('room in memory again', () => !out.full(), 2000);
+    assert.equal(out.stats().queued, 0);
+    be.state.down = false;
+    await waitUntil('delivered from the spool', () => be.order.length === 10 && out.stats().spool_docs === 0);
+    assert.deepEqual(be.order, Array.from({ length: 10 }, (_, i) => i));
+    await out.close();
+  });
+
   test('spool full: overflow stays in memory, then full() pauses the capture', async () => {
     const be = createBackend();
     be.state.down = true;
