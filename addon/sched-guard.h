@@ -4,8 +4,9 @@
 // saturated host it gets almost no CPU and the ring buffer would overflow.
 // A thread of its own, at normal priority, looks at how full the ring buffer
 // is every kPeriodMs (the producer and consumer positions, mapped read-only
-// from the ring buffer map): past `high` bytes every other thread of the
-// process goes back to SCHED_OTHER; once the ring has stayed below `low`
+// from the ring buffer map): past `high` bytes, or when data has waited
+// kStarvedMs with nothing read, every other thread of the process goes back
+// to SCHED_OTHER; once the ring has stayed below `low`
 // bytes for `hold_ms`, SCHED_IDLE again. A watcher that sleeps 10 ms and reads
 // two words costs nothing measurable, and it wakes even when the CPUs are
 // saturated, long before a ring of megabytes fills.
@@ -36,6 +37,9 @@ namespace pbe {
 class SchedGuard {
  public:
   static constexpr int kPeriodMs = 10;
+  // Data waiting this long without the agent reading any is starvation too: the
+  // agent's lag (and what it learns late from /proc) stays bounded at low rates.
+  static constexpr uint64_t kStarvedMs = 100;
 
   struct Stats {
     bool running;
@@ -111,6 +115,8 @@ class SchedGuard {
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
   }
 
+  uint64_t Consumer() const { return __atomic_load_n(static_cast<const volatile uint64_t*>(positions_), __ATOMIC_ACQUIRE); }
+
   uint64_t Fill() const {
     const auto* consumer = static_cast<const volatile uint64_t*>(positions_);
     const auto* producer = reinterpret_cast<const volatile uint64_t*>(static_cast<const char*>(positions_) + page_);
@@ -143,11 +149,18 @@ class SchedGuard {
     Apply(SCHED_IDLE, self);
     uint64_t low_since = 0;
     uint64_t last_reapply = NowMs();
+    uint64_t last_consumer = Consumer();
+    uint64_t waiting_since = 0;  // data waits and the consumer has not moved since
     while (!cv_.wait_for(lock, std::chrono::milliseconds(kPeriodMs), [this] { return stop_; })) {
       const uint64_t fill = Fill();
       const uint64_t now = NowMs();
+      const uint64_t consumer = Consumer();
+      if (fill == 0) waiting_since = 0;
+      else if (waiting_since == 0 || consumer != last_consumer) waiting_since = now;
+      last_consumer = consumer;
+      const bool starved = waiting_since != 0 && now - waiting_since >= kStarvedMs;
       if (!boosted_) {
-        if (fill >= high_) {
+        if (fill >= high_ || starved) {
           Apply(SCHED_OTHER, self);
           boosted_ = true;
           boosts_++;

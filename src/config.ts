@@ -278,8 +278,9 @@ export const configSchema = z.strictObject({
    * what the agent cannot drain then is dropped by the kernel and counted. (nice has
    * no effect then.)
    * auto (the default): SCHED_IDLE while the agent keeps up, normal priority while
-   * the ring buffer holds an eighth of its size or more (watched every 10 ms by a
-   * thread of the agent's that stays at normal priority), idle again once it stayed
+   * the ring buffer holds an eighth of its size or more or data has waited 100 ms
+   * unread (watched every 10 ms by a thread of the agent's that stays at normal
+   * priority), idle again once it stayed
    * under 1/64 for 5 s: the lower latency below saturation, complete data above it.
    * false: normal priority throughout (then `nice` applies).
    */
