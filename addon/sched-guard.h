@@ -42,7 +42,6 @@ class SchedGuard {
   static constexpr uint64_t kStarvedMs = 100;
 
   struct Stats {
-    bool running;
     bool boosted;        // the agent is at normal priority now
     uint64_t boosts;     // times it went back to normal priority
     uint64_t boosted_ms; // time spent at normal priority (the current stretch included)
@@ -106,7 +105,7 @@ class SchedGuard {
     const bool boosted = boosted_.load();
     uint64_t ms = boosted_total_ms_;
     if (boosted) ms += NowMs() - boosted_since_ms_;
-    return Stats{thread_.joinable(), boosted, boosts_, ms, last_errno_};
+    return Stats{boosted, boosts_, ms, last_errno_};
   }
 
  private:
@@ -115,14 +114,10 @@ class SchedGuard {
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
   }
 
+  // The ring buffer's positions: the consumer's on the first mapped page, the producer's on the second.
   uint64_t Consumer() const { return __atomic_load_n(static_cast<const volatile uint64_t*>(positions_), __ATOMIC_ACQUIRE); }
-
-  uint64_t Fill() const {
-    const auto* consumer = static_cast<const volatile uint64_t*>(positions_);
-    const auto* producer = reinterpret_cast<const volatile uint64_t*>(static_cast<const char*>(positions_) + page_);
-    const uint64_t c = __atomic_load_n(consumer, __ATOMIC_ACQUIRE);
-    const uint64_t p = __atomic_load_n(producer, __ATOMIC_ACQUIRE);
-    return p > c ? p - c : 0;
+  uint64_t Producer() const {
+    return __atomic_load_n(reinterpret_cast<const volatile uint64_t*>(static_cast<const char*>(positions_) + page_), __ATOMIC_ACQUIRE);
   }
 
   // `policy` for every thread of this process but `except` (a tid, or 0).
@@ -152,9 +147,10 @@ class SchedGuard {
     uint64_t last_consumer = Consumer();
     uint64_t waiting_since = 0;  // data waits and the consumer has not moved since
     while (!cv_.wait_for(lock, std::chrono::milliseconds(kPeriodMs), [this] { return stop_; })) {
-      const uint64_t fill = Fill();
-      const uint64_t now = NowMs();
       const uint64_t consumer = Consumer();
+      const uint64_t producer = Producer();
+      const uint64_t fill = producer > consumer ? producer - consumer : 0;
+      const uint64_t now = NowMs();
       if (fill == 0) waiting_since = 0;
       else if (waiting_since == 0 || consumer != last_consumer) waiting_since = now;
       last_consumer = consumer;
@@ -214,11 +210,10 @@ inline Napi::Value GuardSchedCall(const Napi::CallbackInfo& info, SchedGuard& gu
   return env.Undefined();
 }
 
-// schedGuard() -> { running, boosted, boosts, boostedMs, lastErrno }
+// schedGuard() -> { boosted, boosts, boostedMs, lastErrno }
 inline Napi::Value SchedGuardStats(Napi::Env env, SchedGuard& guard) {
   const SchedGuard::Stats s = guard.stats();
   Napi::Object o = Napi::Object::New(env);
-  o.Set("running", s.running);
   o.Set("boosted", s.boosted);
   o.Set("boosts", static_cast<double>(s.boosts));
   o.Set("boostedMs", static_cast<double>(s.boosted_ms));

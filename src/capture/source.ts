@@ -11,7 +11,6 @@ export interface CaptureSink {
 
 /** addon/sched-guard.h's figures. */
 export interface SchedGuardState {
-  running: boolean;
   /** at normal priority now (the agent fell behind) */
   boosted: boolean;
   /** times it went back to normal priority */

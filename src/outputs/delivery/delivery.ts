@@ -198,7 +198,8 @@ export function createDeliveryOutput(options: DeliveryOptions): DeliveryOutput {
       b.writing = undefined;
       settleWaiters();
       // a batch written while it was being sent stays in memory: others may have to go
-      relieve();
+      // (not once closing: close() puts everything on disk itself, then closes the spool)
+      if (!closed) relieve();
     });
     return done;
   }
