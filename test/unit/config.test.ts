@@ -74,7 +74,7 @@ describe('validateConfig: defaults', () => {
     assert.equal(c.ring_buffer_bytes, 16 * 1024 * 1024);
     assert.equal(c.wakeup_bytes, 256 * 1024);
     assert.equal(c.drain_interval_ms, 20);
-    assert.equal(c.drain_min_interval_ms, 1);
+    assert.equal(c.drain_min_interval_ms, undefined); // DEFAULT_DRAIN_MIN_INTERVAL_MS of the mode
     assert.equal(c.stats_interval_s, 30);
     assert.equal(c.nice, 0);
     assert.deepEqual(c.output.console, { enabled: true, pretty: false });
