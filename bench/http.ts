@@ -69,10 +69,10 @@ interface AgentRound extends WrkResult, HttpTally {
 }
 
 /** The agent's scheduling: its default (sched_idle auto), normal priority throughout, or SCHED_IDLE throughout. */
-type Yield = 'normal' | 'sched-idle' | undefined;
+type Scheduling = 'normal' | 'sched-idle' | undefined;
 
-async function agentRound(seconds: number, dir: string, paced = false, yieldBy: Yield = undefined): Promise<AgentRound> {
-  const how = yieldBy === undefined ? [] : yieldBy === 'sched-idle' ? ['--sched-idle'] : ['--sched-idle', 'off'];
+async function agentRound(seconds: number, dir: string, paced = false, scheduling: Scheduling = undefined): Promise<AgentRound> {
+  const how = scheduling === undefined ? [] : scheduling === 'sched-idle' ? ['--sched-idle'] : ['--sched-idle', 'off'];
   const warmup = WARMUP_S > 0 ? () => wrk(WARMUP_S, paced) : undefined;
   const run = await withAgent(['--ports', `http=${PORT}`, ...how], dir, () => wrk(seconds, paced), { warmup });
   // every document is checked against what wrk sent; requests in flight when wrk
