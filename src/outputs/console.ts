@@ -1,5 +1,4 @@
 import type { Writable } from 'node:stream';
-import { documentJson } from '../publish/document';
 import type { Output, OutputStats } from './types';
 
 export interface ConsoleOutputOptions {
@@ -32,7 +31,7 @@ export function createConsoleOutput({
         return;
       }
       let text = '';
-      for (const d of docs) text += (pretty ? JSON.stringify(d, null, 2) : documentJson(d)) + '\n';
+      for (const d of docs) text += (pretty ? JSON.stringify(d, null, 2) : JSON.stringify(d)) + '\n';
       stream.write(text);
       stats.published += docs.length;
     },
