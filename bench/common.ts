@@ -5,7 +5,6 @@ import * as os from 'node:os';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { LAUNCHER, launcherNodeFlags } from '../src/cli/launcher';
 
 export const REPO = path.resolve(__dirname, '../..');
 
@@ -168,19 +167,6 @@ function docStartMs(doc: Record<string, any>): number {
   return Date.parse(doc.event?.start ?? doc['@timestamp']);
 }
 
-/**
- * Run this script again under the launcher's node flags when it was started
- * without them (benchmarks that play the pipeline in their own process measure
- * it with the agent's heap settings); true when it did, with its exit code set.
- */
-export function rerunWithLauncherFlags(): boolean {
-  const flags = launcherNodeFlags();
-  if (flags.every((f) => process.execArgv.includes(f))) return false;
-  const r = spawnSync(process.execPath, [...process.execArgv, ...flags, ...process.argv.slice(1)], { stdio: 'inherit' });
-  process.exitCode = r.status ?? 1;
-  return true;
-}
-
 /** The agent (documents to a file, read after the load) around `load` (after `warmup`); its CPU counted from start of load to 1 s after. */
 export async function withAgent<T>(
   args: string[],
@@ -193,7 +179,7 @@ export async function withAgent<T>(
   // after a warm-up the counters are read from a stats line between it and the load (one a second)
   const interval = warmup && statsIntervalS === 0 ? 1 : statsIntervalS;
   let nextStats: ((stats: Record<string, any>) => void) | undefined;
-  const child = spawn(process.execPath, [...launcherNodeFlags(), LAUNCHER, 'run', '--stats-interval', String(interval), ...args], {
+  const child = spawn(process.execPath, [path.join(REPO, 'bin/packetbeat-ebpf'), 'run', '--stats-interval', String(interval), ...args], {
     stdio: ['ignore', out, 'pipe'],
   });
   fs.closeSync(out);

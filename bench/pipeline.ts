@@ -21,8 +21,7 @@ import { validateConfig } from '../src/config';
 import { createProcessCache } from '../src/conn/process-info';
 import { createConsoleOutput } from '../src/outputs/console';
 import { createLogger } from '../src/util/logger';
-import { LAUNCHER, launcherNodeFlags } from '../src/cli/launcher';
-import { arg, machine, paceScript, report, rerunWithLauncherFlags, requireTools, runMain, startNginx, summarize, waitLine, wrk } from './common';
+import { arg, machine, paceScript, REPO, report, requireTools, runMain, startNginx, summarize, waitLine, wrk } from './common';
 
 const PORT = 18310;
 const SECONDS = arg('seconds', 4);
@@ -38,7 +37,7 @@ async function record(dir: string, file: string): Promise<string> {
   requireTools({ nginx: 'nginx-light', wrk: 'wrk' });
   const nginx = await startNginx(dir, PORT);
   try {
-    const agent = spawn(process.execPath, [...launcherNodeFlags(), LAUNCHER, 'run', '--ports', `http=${PORT}`, '--record', file, '--stats-interval', '0'], {
+    const agent = spawn(process.execPath, [path.join(REPO, 'bin/packetbeat-ebpf'), 'run', '--ports', `http=${PORT}`, '--record', file, '--stats-interval', '0'], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     await waitLine(agent, 'stderr', (l) => l.includes('"capturing"'));
@@ -128,4 +127,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (!rerunWithLauncherFlags()) runMain(main);
+runMain(main);

@@ -19,7 +19,7 @@ import { validateConfig } from '../src/config';
 import type { Output } from '../src/outputs/types';
 import { createLogger } from '../src/util/logger';
 import { startMariadb, startPostgres, startRedis, type RunningDatabase } from '../test/helpers/databases';
-import { arg, report, requireTools, rerunWithLauncherFlags, runMain, summarize } from './common';
+import { arg, report, requireTools, runMain, summarize } from './common';
 
 const PORTS = { http: 18310, redis: 18311, pgsql: 18312, mysql: 18313 } as const;
 type Protocol = keyof typeof PORTS;
@@ -222,4 +222,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (!rerunWithLauncherFlags()) runMain(main);
+runMain(main);
