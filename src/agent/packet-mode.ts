@@ -3,7 +3,7 @@ import { CaptureStartError } from '../capture/ebpf-source';
 import { createAttributor, type Attributor } from '../capture/packet/attribution';
 import { loadPacketBinding } from '../capture/packet/addon';
 import { createPacketSource, type PacketSource } from '../capture/packet/source';
-import { DEFAULT_DRAIN_MIN_INTERVAL_MS, type Config } from '../config';
+import { drainMinIntervalMs, type Config } from '../config';
 import { createModules, portMap } from '../protocols/registry';
 import { PROTOCOL_IDS } from '../protocols/types';
 import type { Logger } from '../util/logger';
@@ -56,7 +56,7 @@ export function createPacketModeSource(config: Config, logger: Logger): PacketSo
     ringBytes: config.ring_buffer_bytes,
     wakeupBytes: config.wakeup_bytes,
     drainIntervalMs: config.drain_interval_ms,
-    drainMinIntervalMs: config.drain_min_interval_ms ?? DEFAULT_DRAIN_MIN_INTERVAL_MS.packet,
+    drainMinIntervalMs: drainMinIntervalMs(config, 'packet'),
     attributor,
     pids: config.pids,
     debug: process.env.PBE_LIBBPF_DEBUG === '1',

@@ -8,6 +8,7 @@ import {
   ConfigError,
   DEFAULT_CONFIG_PATH,
   DEFAULT_PORTS,
+  drainMinIntervalMs,
   parsePortsFlag,
   readConfigFile,
   validateConfig,
@@ -74,7 +75,7 @@ describe('validateConfig: defaults', () => {
     assert.equal(c.ring_buffer_bytes, 16 * 1024 * 1024);
     assert.equal(c.wakeup_bytes, 256 * 1024);
     assert.equal(c.drain_interval_ms, 20);
-    assert.equal(c.drain_min_interval_ms, undefined); // DEFAULT_DRAIN_MIN_INTERVAL_MS of the mode
+    assert.equal(c.drain_min_interval_ms, undefined); // drainMinIntervalMs: by capture and scheduling
     assert.equal(c.stats_interval_s, 30);
     assert.equal(c.nice, 0);
     assert.deepEqual(c.output.console, { enabled: true, pretty: false });
@@ -104,6 +105,16 @@ describe('validateConfig: defaults', () => {
     assert.equal(c.protocols.http.redact_authorization, true);
     assert.equal(c.protocols.http.redact_headers.length, 2);
     assert.deepEqual(c.protocols.redis.ports, [6379]);
+  });
+
+  test('drain_min_interval_ms left out: 5 ms for the kernel hooks under SCHED_IDLE, 1 ms at normal priority and for the packet mode', () => {
+    const cfg = (extra: Record<string, unknown>) => validateConfig({ protocols: { http: { ports: [80] } }, ...extra }, 't');
+    assert.equal(drainMinIntervalMs(cfg({}), 'kernel'), 5);
+    assert.equal(drainMinIntervalMs(cfg({ sched_idle: true }), 'kernel'), 5);
+    assert.equal(drainMinIntervalMs(cfg({ sched_idle: false }), 'kernel'), 1);
+    assert.equal(drainMinIntervalMs(cfg({}), 'packet'), 1);
+    assert.equal(drainMinIntervalMs(cfg({ drain_min_interval_ms: 3 }), 'kernel'), 3);
+    assert.equal(drainMinIntervalMs(cfg({ drain_min_interval_ms: 3, sched_idle: false }), 'packet'), 3);
   });
 
   test('given values are kept', () => {
