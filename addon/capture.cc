@@ -286,9 +286,8 @@ class Capture : public Napi::ObjectWrap<Capture> {
   }
 
   // start(onBatch: (batch: Buffer) => void, intervalMs: number, minIntervalMs?: number)
-  // Drained on the loop: woken by the ring buffer and by an adaptive timer, soon
-  // again while events keep coming (small batches keep the traced application's
-  // tail latency low), backing off to intervalMs when idle.
+  // Drained on the loop: woken by the ring buffer and by an adaptive timer, every
+  // minIntervalMs while events keep coming, backing off to intervalMs when idle.
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!skel_) return Closed(env);

@@ -97,7 +97,7 @@ async function floorRound(seconds: number, paced = false): Promise<WrkResult> {
 }
 
 /** The figures of an agent scheduled otherwise (normal priority, SCHED_IDLE), beside the same round's untraced and floor runs. */
-function yielding(rs: Array<{ sat: AgentRound; paced: AgentRound; floor: WrkResult; floorPaced: WrkResult; off: WrkResult; offPaced: WrkResult }>) {
+function otherScheduling(rs: Array<{ sat: AgentRound; paced: AgentRound; floor: WrkResult; floorPaced: WrkResult; off: WrkResult; offPaced: WrkResult }>) {
   return {
     agent_vs_floor_rps: { ...summarize(rs.map((r) => r.sat.rps / r.floor.rps)), target: 0.95 },
     agent_vs_untraced_rps: summarize(rs.map((r) => r.sat.rps / r.off.rps)),
@@ -206,8 +206,8 @@ async function main(): Promise<void> {
       missing: r.agent.requests - r.agent.transactions - r.agent.unanswered,
       drops: r.agent.kernel.ringbufDrops ?? null,
     })),
-    with_normal_priority: yielding(rounds.map((r) => ({ sat: r.normal, paced: r.normalPaced, floor: r.floor, floorPaced: r.floorPaced, off: r.off, offPaced: r.offPaced }))),
-    with_sched_idle: yielding(rounds.map((r) => ({ sat: r.idle, paced: r.idlePaced, floor: r.floor, floorPaced: r.floorPaced, off: r.off, offPaced: r.offPaced }))),
+    with_normal_priority: otherScheduling(rounds.map((r) => ({ sat: r.normal, paced: r.normalPaced, floor: r.floor, floorPaced: r.floorPaced, off: r.off, offPaced: r.offPaced }))),
+    with_sched_idle: otherScheduling(rounds.map((r) => ({ sat: r.idle, paced: r.idlePaced, floor: r.floor, floorPaced: r.floorPaced, off: r.off, offPaced: r.offPaced }))),
     rounds,
   };
   report('http', summary);

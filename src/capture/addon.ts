@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import type { AddonLayout } from './layout';
+import type { SchedGuardState } from './source';
 
 /** Options the native Capture takes (validated and defaulted in TypeScript). */
 export interface NativeCaptureOptions {
@@ -21,8 +22,6 @@ export interface AttachFailure {
   errno: number;
   code: string;
 }
-
-import type { SchedGuardState } from './source';
 
 /** The native object (addon/capture.cc). */
 export interface NativeCapture {

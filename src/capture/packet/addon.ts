@@ -1,5 +1,5 @@
-import type { SchedGuardState } from '../source';
 import * as path from 'node:path';
+import type { SchedGuardState } from '../source';
 import type { SocketLookup } from './attribution';
 import type { PacketAddonLayout } from './layout';
 
