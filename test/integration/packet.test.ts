@@ -147,6 +147,9 @@ describe('HTTP transactions from packets (packet mode, loopback)', { skip }, () 
     assert.equal(d.event.outcome, 'unknown');
     assert.match(JSON.stringify(d.error.message), /Unmatched request/);
     // curl waits a second for the answer: its socket is there to be found
+    const s = finalStats(agent).capture;
+    const why = JSON.stringify({ attribution: s.attribution, attribution_skipped: s.attribution_skipped, views: d.packetbeat_ebpf.views, curl: clients.never });
+    assert.ok(d.source.process, `client not named: ${why}`);
     assert.equal(d.source.process.pid, clients.never.pid);
     assert.equal(d.source.process.name, 'curl');
     assert.equal(d.destination.process.pid, node.pid);

@@ -7,8 +7,8 @@ import type { Endpoint } from '../pcap/reassembly';
  * socket (state, uid, inode) by an exact NETLINK_SOCK_DIAG lookup in the
  * agent's network namespace and, through a socket opened in each, in the
  * others; inode → process from the /proc/<pid>/fd links (cached, read again
- * on a miss: likely owners, then new processes, then a cost-bounded slice of
- * a full rescan). A server whose accepted socket is not found (not accepted
+ * on a miss: likely owners, then new processes and those first read moments
+ * ago, then a cost-bounded slice of a full rescan). A server whose accepted socket is not found (not accepted
  * yet, already closed, not found in time) is the process listening on its
  * port. Best effort: a short-lived client may be gone before it is looked up.
  */
@@ -97,6 +97,11 @@ const FULL_SCAN_COST_FACTOR = 10;
 const PID_SCAN_COST_FACTOR = 10;
 /** Client processes remembered per server endpoint (likely owners of its next connections). */
 const CLIENT_HINTS = 8;
+/**
+ * A process first read less than this long ago is read again when a socket is
+ * not found: its first read may have come between its exec and its connect.
+ */
+const YOUNG_MS = 5000;
 const MAX_HINT_KEYS = 4096;
 
 function readText(file: string): string | undefined {
@@ -220,6 +225,8 @@ export function createAttributor(options: AttributorOptions): Attributor {
   const owners = new Map<number, number[]>();
   /** process → the socket inodes it held when last read, when, and what that cost */
   const scanned = new Map<number, { inodes: number[]; at: number; costMs: number }>();
+  /** process → when it was first read (-Infinity: running when the agent started) */
+  const firstRead = new Map<number, number>();
   let fullQueue: number[] = [];
   let fullAt = -Infinity;
   let fullIntervalMs = FULL_SCAN_MIN_INTERVAL_MS;
@@ -249,6 +256,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
     } catch {
       return; // gone, or not ours to read
     }
+    if (!firstRead.has(pid)) firstRead.set(pid, now());
     const inodes: number[] = [];
     for (const fd of fds) {
       const ino = socketInode(readLink(`${procRoot}/${pid}/fd/${fd}`) ?? '');
@@ -267,7 +275,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
     return !s || now() - s.at >= Math.max(1, s.costMs * PID_SCAN_COST_FACTOR);
   }
 
-  /** Processes holding the inode: known ones, then hinted ones, new ones, then a slice of a full rescan. */
+  /** Processes holding the inode: known ones, then hinted ones, new (or young) ones, then a slice of a full rescan. */
   function holders(inode: number, hints: number[], deadline: number): number[] | undefined {
     const known = owners.get(inode);
     if (known) return known;
@@ -278,9 +286,12 @@ export function createAttributor(options: AttributorOptions): Attributor {
     const pids = listPids(procRoot);
     const alive = new Set(pids);
     for (const pid of [...scanned.keys()]) if (!alive.has(pid)) forgetPid(pid);
-    // newest first: a new connection's process is often a new one (a client run for it)
+    for (const pid of [...firstRead.keys()]) if (!alive.has(pid)) firstRead.delete(pid);
+    // newest first: a new connection's process is often a new one (a client run for it),
+    // and one read moments after it started may have connected since
     for (let i = pids.length - 1; i >= 0; i--) {
-      if (scanned.has(pids[i])) continue;
+      const first = firstRead.get(pids[i]);
+      if (first !== undefined && (now() - first >= YOUNG_MS || !rescannable(pids[i]))) continue;
       scanPid(pids[i]);
       if (owners.has(inode)) return owners.get(inode);
       if (performance.now() > deadline) return undefined;
@@ -380,7 +391,10 @@ export function createAttributor(options: AttributorOptions): Attributor {
   }
 
   // known from the start: every process's sockets
-  for (const pid of listPids(procRoot)) scanPid(pid);
+  for (const pid of listPids(procRoot)) {
+    firstRead.set(pid, -Infinity);
+    scanPid(pid);
+  }
   fullAt = now();
 
   return {

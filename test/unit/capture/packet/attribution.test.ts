@@ -175,6 +175,37 @@ describe('process attribution', () => {
     assert.equal(a.stats().fdScans, scans);
   });
 
+  test('a new process read before it opened its socket is read again when an unknown socket appears', () => {
+    let t = 0;
+    host.process(700, 'node', [11]);
+    host.sockets.push({ ns: OWN_NS, local: '127.0.0.1:8080', state: TCP_LISTEN, inode: 11 });
+    const a = host.attributor(() => t);
+    // curl has started (exec) but not connected yet when another flow makes the agent read the new processes
+    host.process(900, 'curl', []);
+    t += 1;
+    const other = { family: 4 as const, client: { ip: '127.0.0.1', port: 39999 }, server: S };
+    host.sockets.push({ ns: OWN_NS, local: '127.0.0.1:8080', remote: '127.0.0.1:39999', state: ESTABLISHED, inode: 30 });
+    a.attribute(other);
+    const read = a.stats().fdScans;
+    assert.ok(read > 0, 'the new process was read');
+    // then it connects, within the full rescan's interval
+    host.addFd(900, 21, 3);
+    host.sockets.push({ ns: OWN_NS, local: '127.0.0.1:40000', remote: '127.0.0.1:8080', state: ESTABLISHED, inode: 21 });
+    t += 2;
+    assert.equal(a.attribute(flow).client?.pid, 900);
+  });
+
+  test('processes that were running when the agent started are not taken for new ones', () => {
+    let t = 0;
+    for (let pid = 800; pid < 820; pid++) host.process(pid, 'idle', []);
+    const a = host.attributor(() => t);
+    const before = a.stats().fdScans;
+    host.sockets.push({ ns: OWN_NS, local: '127.0.0.1:40000', remote: '127.0.0.1:8080', state: ESTABLISHED, inode: 21 });
+    t += 5; // within the full rescan's interval
+    assert.equal(a.attribute(flow).client, undefined);
+    assert.equal(a.stats().fdScans, before, 'no fd directory read again');
+  });
+
   test('the clients of a server are looked for first among its earlier clients', () => {
     let t = 0;
     host.process(800, 'app', [41]);
