@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import { documentJson } from '../publish/document';
 import type { Output, OutputStats } from './types';
 
 export interface ConsoleOutputOptions {
@@ -31,7 +32,7 @@ export function createConsoleOutput({
         return;
       }
       let text = '';
-      for (const d of docs) text += (pretty ? JSON.stringify(d, null, 2) : JSON.stringify(d)) + '\n';
+      for (const d of docs) text += (pretty ? JSON.stringify(d, null, 2) : documentJson(d)) + '\n';
       stream.write(text);
       stats.published += docs.length;
     },

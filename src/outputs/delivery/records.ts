@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { TxnDocument } from '../../publish/document';
+import { documentJson, type TxnDocument } from '../../publish/document';
 import { getField } from '../../publish/processors';
 import type { DeliveryRecord } from './types';
 
@@ -38,7 +38,7 @@ export function documentId(doc: TxnDocument, source: string): string {
 }
 
 export function toRecord(doc: TxnDocument, indexOf: (doc: TxnDocument) => string): DeliveryRecord {
-  const source = JSON.stringify(doc);
+  const source = documentJson(doc);
   return { id: documentId(doc, source), index: indexOf(doc), source };
 }
 
