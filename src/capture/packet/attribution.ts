@@ -8,9 +8,10 @@ import type { Endpoint } from '../pcap/reassembly';
  * agent's network namespace and, through a socket opened in each, in the
  * others; inode → process from the /proc/<pid>/fd links (cached, read again
  * on a miss: likely owners, then new processes and those first read moments
- * ago, then a cost-bounded slice of a full rescan). A server whose accepted socket is not found (not accepted
- * yet, already closed, not found in time) is the process listening on its
- * port. Best effort: a short-lived client may be gone before it is looked up.
+ * ago, then a cost-bounded slice of a full rescan). A server whose accepted
+ * socket is not found (not accepted yet, already closed, not found in time) is
+ * the process listening on its port. Best effort: a short-lived client may be
+ * gone before it is looked up.
  */
 
 /** The process holding one end of a flow. */
