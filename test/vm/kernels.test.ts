@@ -66,6 +66,20 @@ interface Boot {
   exit: number | null;
   /** The guest kernel reported soft lockups until the boot was cut short. */
   lockedUp: boolean;
+  /**
+   * The guest kernel oopsed on an int3 it did not place: a breakpoint of x86 text
+   * patching (static keys flipped when a kprobe or tracepoint is attached) seen
+   * by the other vCPU. Once in ~15 CI runs here, under TCG's multi-threaded
+   * emulation of cross-modifying code (6.12, at a kprobe's perf_event_open).
+   */
+  int3Oops: boolean;
+}
+
+/** Why a boot is not judged but repeated once (undefined: judge it). */
+function bootFault(b: Boot): string | undefined {
+  if (b.lockedUp) return "the first boot's kernel reported soft lockups and was stopped";
+  if (b.int3Oops) return "the first boot's kernel oopsed on a text-patching int3 (emulated cross-modifying code) and panicked";
+  return undefined;
 }
 
 /** Soft-lockup reports (one per ~22 s a CPU stays stuck) after which a boot is given up. */
@@ -108,7 +122,7 @@ function boot(suite: string, initrd: string, logFile: string): Promise<Boot> {
     child.on('close', (code) => {
       clearTimeout(timer);
       out.end();
-      resolve({ report: parseConsole(text), log: logFile, toRunnerMs, totalMs: Date.now() - t0, exit: code, lockedUp });
+      resolve({ report: parseConsole(text), log: logFile, toRunnerMs, totalMs: Date.now() - t0, exit: code, lockedUp, int3Oops: /\bOops: int3\b/.test(text) });
     }),
   );
 }
@@ -259,7 +273,7 @@ function assertRun(kernel: VmKernel, run: VmRun, state: { boot?: Boot; reason?: 
 
 for (const kernel of KERNELS) {
   describe(`Debian ${kernel.suite} (Linux ${kernel.series}) under QEMU`, { skip }, () => {
-    const state: { boot?: Boot; info?: Record<string, string>; fetchMs?: number; reason?: string; lockup?: string } = {};
+    const state: { boot?: Boot; info?: Record<string, string>; fetchMs?: number; reason?: string; retry?: { why: string; log: string } } = {};
 
     before(
       async () => {
@@ -279,11 +293,12 @@ for (const kernel of KERNELS) {
         const logDir = fs.existsSync(CACHE) ? path.join(CACHE, 'logs') : workDir!;
         fs.mkdirSync(logDir, { recursive: true });
         state.boot = await boot(kernel.suite, initrd, path.join(logDir, `${kernel.suite}.log`));
-        if (state.boot.lockedUp) {
-          // the guest kernel hung, not a run: once more, and the tests judge that boot (said in a diagnostic)
-          const first = path.join(logDir, `${kernel.suite}-lockup.log`);
+        const why = bootFault(state.boot);
+        if (why) {
+          // the emulated guest kernel failed, not a run: once more, and the tests judge that boot (said in a diagnostic)
+          const first = path.join(logDir, `${kernel.suite}-first.log`);
           fs.renameSync(state.boot.log, first);
-          state.lockup = first;
+          state.retry = { why, log: first };
           state.boot = await boot(kernel.suite, initrd, path.join(logDir, `${kernel.suite}.log`));
         }
       },
@@ -294,8 +309,9 @@ for (const kernel of KERNELS) {
       if (state.reason) return t.skip(state.reason);
       const b = state.boot!;
       const rep = b.report;
-      if (state.lockup) t.diagnostic(`${kernel.suite}: the first boot's kernel reported soft lockups and was stopped; booted again (console: ${state.lockup})`);
-      assert.ok(!b.lockedUp, `the guest kernel locked up twice; console: ${b.log}`);
+      if (state.retry) t.diagnostic(`${kernel.suite}: ${state.retry.why}; booted again (console: ${state.retry.log})`);
+      assert.ok(!b.lockedUp, `the guest kernel locked up${state.retry ? ' on the second boot too' : ''}; console: ${b.log}`);
+      assert.ok(!b.int3Oops, `the guest kernel oopsed on an int3${state.retry ? ' on the second boot too' : ''}; console: ${b.log}`);
       assert.ok(rep.start, `the runner never started; console: ${b.log}`);
       assert.ok(rep.start.release.startsWith(`${kernel.series}.`), `booted ${rep.start.release}`);
       assert.equal(rep.start.release, state.info!.release);
