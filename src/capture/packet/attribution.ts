@@ -224,10 +224,11 @@ export function createAttributor(options: AttributorOptions): Attributor {
   // ---- socket owners --------------------------------------------------------
   /** inode → processes holding it */
   const owners = new Map<number, number[]>();
-  /** process → the socket inodes it held when last read, when, and what that cost */
-  const scanned = new Map<number, { inodes: number[]; at: number; costMs: number }>();
-  /** process → when it was first read (-Infinity: running when the agent started) */
-  const firstRead = new Map<number, number>();
+  /**
+   * process → the socket inodes it held when last read, when, what that cost, and
+   * when it was first read (-Infinity: running when the agent started)
+   */
+  const scanned = new Map<number, { inodes: number[]; at: number; costMs: number; first: number }>();
   let fullQueue: number[] = [];
   let fullAt = -Infinity;
   let fullIntervalMs = FULL_SCAN_MIN_INTERVAL_MS;
@@ -247,7 +248,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
     scanned.delete(pid);
   }
 
-  function scanPid(pid: number): void {
+  function scanPid(pid: number, first = scanned.get(pid)?.first ?? now()): void {
     const started = performance.now();
     stats.fdScans++;
     forgetPid(pid);
@@ -257,7 +258,6 @@ export function createAttributor(options: AttributorOptions): Attributor {
     } catch {
       return; // gone, or not ours to read
     }
-    if (!firstRead.has(pid)) firstRead.set(pid, now());
     const inodes: number[] = [];
     for (const fd of fds) {
       const ino = socketInode(readLink(`${procRoot}/${pid}/fd/${fd}`) ?? '');
@@ -267,7 +267,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
       if (!list) owners.set(ino, [pid]);
       else if (!list.includes(pid)) list.push(pid);
     }
-    scanned.set(pid, { inodes, at: now(), costMs: performance.now() - started });
+    scanned.set(pid, { inodes, at: now(), costMs: performance.now() - started, first });
   }
 
   /** May this process's fds be read again now? */
@@ -287,12 +287,11 @@ export function createAttributor(options: AttributorOptions): Attributor {
     const pids = listPids(procRoot);
     const alive = new Set(pids);
     for (const pid of [...scanned.keys()]) if (!alive.has(pid)) forgetPid(pid);
-    for (const pid of [...firstRead.keys()]) if (!alive.has(pid)) firstRead.delete(pid);
     // newest first: a new connection's process is often a new one (a client run for it),
     // and one read moments after it started may have connected since
     for (let i = pids.length - 1; i >= 0; i--) {
-      const first = firstRead.get(pids[i]);
-      if (first !== undefined && (now() - first >= YOUNG_MS || !rescannable(pids[i]))) continue;
+      const s = scanned.get(pids[i]);
+      if (s && (now() - s.first >= YOUNG_MS || !rescannable(pids[i]))) continue;
       scanPid(pids[i]);
       if (owners.has(inode)) return owners.get(inode);
       if (performance.now() > deadline) return undefined;
@@ -392,10 +391,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
   }
 
   // known from the start: every process's sockets
-  for (const pid of listPids(procRoot)) {
-    firstRead.set(pid, -Infinity);
-    scanPid(pid);
-  }
+  for (const pid of listPids(procRoot)) scanPid(pid, -Infinity);
   fullAt = now();
 
   return {
