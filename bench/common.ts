@@ -155,11 +155,32 @@ const STATS_COUNTERS = [
 ];
 
 /** The counters of stats line `end` minus those of `start` (numbers at the top level and in `kernel`); the rest as in `end`. */
-function countersSince(end: Record<string, any>, start: Record<string, any>): Record<string, any> {
+export function countersSince(end: Record<string, any>, start: Record<string, any>): Record<string, any> {
   const out: Record<string, any> = { ...end };
   for (const k of STATS_COUNTERS) if (typeof end[k] === 'number' && typeof start[k] === 'number') out[k] = end[k] - start[k];
   if (end.kernel && start.kernel) out.kernel = Object.fromEntries(Object.entries(end.kernel as Record<string, number>).map(([k, v]) => [k, v - (start.kernel[k] ?? 0)]));
+  // sched_idle auto's boosts and time at normal priority are counters too; its policy is the end's
+  if (end.sched && start.sched) out.sched = { ...end.sched, boosts: end.sched.boosts - start.sched.boosts, normal_ms: end.sched.normal_ms - start.sched.normal_ms };
   return out;
+}
+
+/** sched_idle auto's figures over a measured run: boosts to normal priority, ms spent there, the policy at the stop. */
+export interface SchedFigures {
+  boosts: number;
+  normal_ms: number;
+  policy: string;
+}
+
+/** The sched figures of an agent's stats (null when it ran without sched_idle auto). */
+export function schedOf(stats: Record<string, any>): SchedFigures | null {
+  const s = stats.sched as Record<string, unknown> | undefined;
+  if (!s || typeof s.boosts !== 'number' || typeof s.normal_ms !== 'number') return null;
+  return { boosts: s.boosts, normal_ms: s.normal_ms, policy: String(s.policy) };
+}
+
+/** Per round: how often sched_idle auto raised the agent to normal priority, and for how long (null: not under auto). */
+export function schedSummary(rounds: Array<SchedFigures | null>): { boosts: Array<number | null>; normal_ms: Array<number | null> } {
+  return { boosts: rounds.map((r) => r?.boosts ?? null), normal_ms: rounds.map((r) => (r ? Math.round(r.normal_ms) : null)) };
 }
 
 /** When a document's transaction started (ms since the epoch). */

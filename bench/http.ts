@@ -31,6 +31,8 @@ import {
   report,
   requireTools,
   runMain,
+  schedOf,
+  schedSummary,
   spread,
   startNginx,
   summarize,
@@ -38,6 +40,7 @@ import {
   withFloor,
   wrk as runWrk,
   type HttpTally,
+  type SchedFigures,
   type WrkResult,
 } from './common';
 
@@ -62,6 +65,8 @@ interface AgentRound extends WrkResult, HttpTally {
   cpuSeconds: number;
   rssMiB: number;
   kernel: Record<string, number>;
+  /** sched_idle auto's boosts over the measured run (null when it ran otherwise) */
+  sched: SchedFigures | null;
   eventsPerS: number;
   mbPerS: number;
   /** The warm-up's CPU per 10,000 of its documents: what a starting agent costs. */
@@ -86,6 +91,7 @@ async function agentRound(seconds: number, dir: string, paced = false, schedulin
     cpuSeconds: run.cpuSeconds,
     rssMiB: run.rssMiB,
     kernel: run.stats.kernel ?? {},
+    sched: schedOf(run.stats),
     eventsPerS: (run.stats.events ?? 0) / elapsed,
     mbPerS: (run.stats.bytes_captured ?? 0) / elapsed / 1e6,
     warmupCpuPer10k: run.warmup && run.warmup.documents > 0 ? (run.warmup.cpuSeconds / run.warmup.documents) * 1e4 : null,
@@ -186,6 +192,8 @@ async function main(): Promise<void> {
       agent_p99_vs_floor: summarize(rounds.map((r) => r.agentPaced.p99us / r.floorPaced.p99us)),
       completeness: { median: r3(median(pacedCompleteness)), spread: spread(pacedCompleteness).map(r3), target: 0.999 },
       kernel_ringbuf_drops: rounds.map((r) => r.agentPaced.kernel.ringbufDrops ?? null),
+      // sched_idle auto raising the agent to normal priority (its ring buffer an eighth full) preempts wrk and nginx
+      agent_sched: schedSummary(rounds.map((r) => r.agentPaced.sched)),
       // below saturation every event is worked on and nothing is dropped: the cost per transaction itself
       agent_cpu_seconds_per_10k_txns: { ...summarize(rounds.map((r) => (r.agentPaced.cpuSeconds / Math.max(1, r.agentPaced.transactions)) * 1e4)), target: 0.2 },
     },
@@ -195,6 +203,7 @@ async function main(): Promise<void> {
     unanswered_at_stop: rounds.reduce((n, r) => n + r.agent.unanswered + r.agentPaced.unanswered, 0),
     unmatched_after_drops: rounds.reduce((n, r) => n + r.agent.unmatched + r.agentPaced.unmatched, 0),
     kernel_ringbuf_drops: rounds.map((r) => r.agent.kernel.ringbufDrops ?? null),
+    agent_sched: schedSummary(rounds.map((r) => r.agent.sched)),
     agent_cpu_seconds_per_10k_txns: { median: r3(median(cpuPer10k)), spread: spread(cpuPer10k).map(r3), target: 0.2 },
     // the same over the warm-up: an agent's first seconds, while V8 compiles its code
     agent_warmup_cpu_seconds_per_10k_txns: WARMUP_S > 0 ? summarize(rounds.map((r) => r.agent.warmupCpuPer10k ?? NaN)) : null,

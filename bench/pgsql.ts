@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { startPostgres } from '../test/helpers/databases';
-import { arg, choiceArg, machine, median, r3, report, requireTools, runMain, summarize, withAgent, withFloor } from './common';
+import { arg, choiceArg, machine, median, r3, report, requireTools, runMain, schedOf, schedSummary, summarize, withAgent, withFloor, type SchedFigures } from './common';
 
 const PORT = 18330;
 
@@ -123,6 +123,8 @@ interface AgentRound extends PgbenchResult {
   cpuSeconds: number;
   rssMiB: number;
   kernel: Record<string, number>;
+  /** sched_idle auto's boosts over the measured run */
+  sched: SchedFigures | null;
   unmatched: number;
   parseErrors: number;
   /** bytes the decoders skipped over (lost to drops) */
@@ -163,6 +165,7 @@ async function agentRound(dir: string, rate?: number): Promise<AgentRound> {
     cpuSeconds: run.cpuSeconds,
     rssMiB: run.rssMiB,
     kernel: run.stats.kernel ?? {},
+    sched: schedOf(run.stats),
     unmatched: run.stats.unmatched ?? NaN,
     parseErrors: run.stats.parse_errors ?? NaN,
     gapBytes: run.stats.gap_bytes ?? NaN,
@@ -244,12 +247,15 @@ async function main(): Promise<void> {
       wrong_documents: fixed.reduce((n, r) => n + r.agent.wrong, 0),
       unanswered_after_drops: fixed.map((r) => r.agent.unmatchedDocs),
       kernel_ringbuf_drops: fixed.map((r) => r.agent.kernel.ringbufDrops ?? null),
+      // sched_idle auto raising the agent to normal priority preempts pgbench and the server
+      agent_sched: schedSummary(fixed.map((r) => r.agent.sched)),
       agent_cpu_seconds_per_10k_txns: summarize(fixed.map((r) => (r.agent.cpuSeconds / r.agent.documents) * 1e4)),
     },
     ...(wrongSample.length > 0 ? { wrong_sample: wrongSample } : {}),
     other_documents: rounds.map((r) => r.agent.other),
     unanswered_after_drops: rounds.map((r) => r.agent.unmatchedDocs),
     kernel_ringbuf_drops: rounds.map((r) => r.agent.kernel.ringbufDrops ?? null),
+    agent_sched: schedSummary(rounds.map((r) => r.agent.sched)),
     gap_bytes: rounds.map((r) => r.agent.gapBytes),
     /** to weigh the drops: how many kernel events one pgbench transaction makes */
     kernel_events_per_transaction: summarize(rounds.map((r) => (r.agent.kernel.events + r.agent.kernel.ringbufDrops) / r.agent.transactions)),

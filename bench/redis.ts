@@ -13,7 +13,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { arg, machine, median, r3, requireTools, summarize, withAgent, withFloor, report, runMain, REPO } from './common';
+import { arg, machine, median, r3, requireTools, schedOf, schedSummary, summarize, withAgent, withFloor, report, runMain, REPO, type SchedFigures } from './common';
 import type { PacedRedisResult } from './paced-redis';
 
 const PORT = 18320;
@@ -91,8 +91,8 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-redis-bench-'));
   const server = spawn('redis-server', ['--port', String(PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 500));
-  const rounds: Array<{ off: LoadResult; floor: LoadResult; agent: LoadResult; transactions: number; unmatched: number; wrong: number; cpu: number; drops: number }> = [];
-  const paced: Array<{ off: PacedRedisResult; floor: PacedRedisResult; agent: PacedRedisResult; transactions: number; unmatched: number; wrong: number; duplicates: number; cpu: number; drops: number }> = [];
+  const rounds: Array<{ off: LoadResult; floor: LoadResult; agent: LoadResult; transactions: number; unmatched: number; wrong: number; cpu: number; drops: number; sched: SchedFigures | null }> = [];
+  const paced: Array<{ off: PacedRedisResult; floor: PacedRedisResult; agent: PacedRedisResult; transactions: number; unmatched: number; wrong: number; duplicates: number; cpu: number; drops: number; sched: SchedFigures | null }> = [];
   try {
     for (let i = 0; i < ROUNDS; i++) {
       const off = redisBenchmark();
@@ -105,13 +105,13 @@ async function main(): Promise<void> {
       const unmatched = ours.filter((d) => JSON.stringify(d.error ?? '').includes('Unmatched')).length;
       const wrong = ours.filter((d) => d.status !== 'OK' && !JSON.stringify(d.error ?? '').includes('Unmatched')).length;
       const complete = ours.length - unmatched;
-      rounds.push({ off, floor, agent: run.result, transactions: complete, unmatched, wrong, cpu: run.cpuSeconds, drops: run.stats.kernel?.ringbufDrops ?? NaN });
+      rounds.push({ off, floor, agent: run.result, transactions: complete, unmatched, wrong, cpu: run.cpuSeconds, drops: run.stats.kernel?.ringbufDrops ?? NaN, sched: schedOf(run.stats) });
       // below saturation: a key prefix per run, so each document is matched to its command
       const pOff = pacedRedis(`pbe-off${i}`);
       const pFloor = await withFloor([PORT], PACED_SECONDS + 10, () => pacedRedis(`pbe-floor${i}`));
       const pRun = await withAgent(['--ports', `redis=${PORT}`], dir, () => pacedRedis(`pbe-agent${i}`), { warmup: () => pacedRedis(`pbe-warm${i}`, PACED_WARMUP_S) });
       const tally = tallyPaced(pRun.docs, `pbe-agent${i}`);
-      paced.push({ off: pOff, floor: pFloor, agent: pRun.result, ...tally, cpu: pRun.cpuSeconds, drops: pRun.stats.kernel?.ringbufDrops ?? NaN });
+      paced.push({ off: pOff, floor: pFloor, agent: pRun.result, ...tally, cpu: pRun.cpuSeconds, drops: pRun.stats.kernel?.ringbufDrops ?? NaN, sched: schedOf(pRun.stats) });
       process.stderr.write(
         `round ${i + 1}/${ROUNDS}: off ${total(off).toFixed(0)} rps, floor ${total(floor).toFixed(0)}, agent ${total(run.result).toFixed(0)} ` +
           `(${complete}/${run.result.requests} txns, ${unmatched} unmatched, ${run.cpuSeconds.toFixed(2)} cpu-s, drops ${run.stats.kernel?.ringbufDrops}); ` +
@@ -133,6 +133,7 @@ async function main(): Promise<void> {
     agent_vs_floor_rps: { ...summarize(rounds.map((r) => total(r.agent) / total(r.floor))), target: 0.95 },
     completeness: summarize(rounds.map((r) => r.transactions / r.agent.requests)),
     kernel_ringbuf_drops: rounds.map((r) => r.drops),
+    agent_sched: schedSummary(rounds.map((r) => r.sched)),
     unmatched_after_drops: rounds.map((r) => r.unmatched),
     wrong_documents: rounds.reduce((n, r) => n + r.wrong, 0),
     agent_cpu_seconds_per_10k_txns: summarize(rounds.map((r) => (r.cpu / r.transactions) * 1e4)),
@@ -151,6 +152,8 @@ async function main(): Promise<void> {
       duplicate_documents: paced.reduce((n, r) => n + r.duplicates, 0),
       unmatched_after_drops: paced.map((r) => r.unmatched),
       kernel_ringbuf_drops: paced.map((r) => r.drops),
+      // sched_idle auto raising the agent to normal priority preempts the client and redis-server
+      agent_sched: schedSummary(paced.map((r) => r.sched)),
       agent_cpu_seconds_per_10k_txns: summarize(paced.map((r) => (r.cpu / Math.max(1, r.transactions)) * 1e4)),
     },
     rounds,

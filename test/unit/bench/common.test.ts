@@ -1,0 +1,20 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { countersSince, schedOf, schedSummary } from '../../../bench/common';
+
+describe("bench: an agent's counters over the measured part of a run", () => {
+  test("counters, kernel counters and sched_idle auto's boosts are taken since the warm-up; the policy is the end's", () => {
+    const start = { events: 100, kernel: { events: 90, ringbufDrops: 1 }, sched: { policy: 'idle', boosts: 2, normal_ms: 150.5 }, uptime_s: 4 };
+    const end = { events: 350, kernel: { events: 300, ringbufDrops: 1 }, sched: { policy: 'normal', boosts: 5, normal_ms: 400 }, uptime_s: 10 };
+    const since = countersSince(end, start);
+    assert.equal(since.events, 250);
+    assert.deepEqual(since.kernel, { events: 210, ringbufDrops: 0 });
+    assert.deepEqual(schedOf(since), { boosts: 3, normal_ms: 249.5, policy: 'normal' });
+  });
+
+  test('an agent without sched_idle auto has no sched figures', () => {
+    assert.equal(schedOf({ events: 1 }), null);
+    assert.equal(schedOf(countersSince({ events: 2 }, { events: 1 })), null);
+    assert.deepEqual(schedSummary([{ boosts: 1, normal_ms: 12.4, policy: 'idle' }, null]), { boosts: [1, null], normal_ms: [12, null] });
+  });
+});
