@@ -278,7 +278,7 @@ class PacketCapture : public Napi::ObjectWrap<PacketCapture> {
     return info.Env().Undefined();
   }
 
-  // guardSched(highBytes, lowBytes, holdMs): sched_idle auto (sched-guard.h).
+  // guardSched({ highBytes, lowBytes, holdMs, boostShare, burstMs }): sched_idle auto (sched-guard.h).
   Napi::Value GuardSched(const Napi::CallbackInfo& info) {
     if (!skel_) return Closed(info.Env());
     return pbe::GuardSchedCall(info, guard_, bpf_map__fd(skel_->maps.events));

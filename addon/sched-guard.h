@@ -10,6 +10,13 @@
 // bytes for `hold_ms`, SCHED_IDLE again. A watcher that sleeps 10 ms and reads
 // two words costs nothing measurable, and it wakes even when the CPUs are
 // saturated, long before a ring of megabytes fills.
+// The time at normal priority has a budget, in CPU time of the agent: a bucket
+// of `burst_ms` that refills at `share` of one CPU. A burst of load is taken at
+// normal priority until the bucket is empty; a host saturated for longer then
+// gets its CPU back (SCHED_IDLE again, the ring buffer left to overflow: the
+// kernel drops and counts), and the agent is raised again only once the bucket
+// holds a quarter of `burst_ms` (no flapping every period). Over time the agent
+// takes at most `share` of a CPU from the applications at normal priority.
 #ifndef PBE_SCHED_GUARD_H
 #define PBE_SCHED_GUARD_H
 
@@ -18,6 +25,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -45,7 +53,17 @@ class SchedGuard {
     bool boosted;        // the agent is at normal priority now
     uint64_t boosts;     // times it went back to normal priority
     uint64_t boosted_ms; // time spent at normal priority (the current stretch included)
+    uint64_t throttles;  // times the budget ran out while at normal priority
+    double budget_ms;    // CPU ms left in the budget now
     int last_errno;      // the last sched_setscheduler failure (0: none)
+  };
+
+  struct Options {
+    uint64_t high;     // ring buffer bytes from which the agent goes to normal priority
+    uint64_t low;      // bytes under which it may go back to SCHED_IDLE...
+    uint64_t hold_ms;  // ...once it stayed there this long
+    double share;      // the budget's refill: this share of one CPU
+    double burst_ms;   // the budget's size: CPU ms at normal priority in one go
   };
 
   SchedGuard() = default;
@@ -54,7 +72,7 @@ class SchedGuard {
   ~SchedGuard() { Stop(); }
 
   // Watch the ring buffer map `map_fd` (a BPF_MAP_TYPE_RINGBUF). Returns 0 or -errno.
-  int Start(int map_fd, uint64_t high, uint64_t low, uint64_t hold_ms) {
+  int Start(int map_fd, const Options& o) {
     if (thread_.joinable()) return -EBUSY;
     // leaving SCHED_IDLE needs CAP_SYS_NICE (or RLIMIT_NICE): tried first on a
     // thread of its own, so a refusal leaves nothing idle that could not come back
@@ -71,9 +89,8 @@ class SchedGuard {
     void* m = mmap(nullptr, 2 * page_, PROT_READ, MAP_SHARED, map_fd, 0);
     if (m == MAP_FAILED) return -errno;
     positions_ = m;
-    high_ = high;
-    low_ = low;
-    hold_ms_ = hold_ms;
+    opt_ = o;
+    budget_ms_ = o.burst_ms;
     stop_ = false;
     boosted_ = false;
     // started at this thread's (normal) priority; it then puts every other thread
@@ -105,13 +122,20 @@ class SchedGuard {
     const bool boosted = boosted_.load();
     uint64_t ms = boosted_total_ms_;
     if (boosted) ms += NowMs() - boosted_since_ms_;
-    return Stats{boosted, boosts_, ms, last_errno_};
+    return Stats{boosted, boosts_, ms, throttles_, budget_ms_, last_errno_};
   }
 
  private:
   static uint64_t NowMs() {
     return static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+  }
+
+  // CPU time of the whole process (every thread), ms.
+  static double ProcessCpuMs() {
+    struct timespec ts {};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
   }
 
   // The ring buffer's positions: the consumer's on the first mapped page, the producer's on the second.
@@ -146,17 +170,25 @@ class SchedGuard {
     uint64_t last_reapply = NowMs();
     uint64_t last_consumer = Consumer();
     uint64_t waiting_since = 0;  // data waits and the consumer has not moved since
+    uint64_t last_now = NowMs();
+    double last_cpu = ProcessCpuMs();
     while (!cv_.wait_for(lock, std::chrono::milliseconds(kPeriodMs), [this] { return stop_; })) {
       const uint64_t consumer = Consumer();
       const uint64_t producer = Producer();
       const uint64_t fill = producer > consumer ? producer - consumer : 0;
       const uint64_t now = NowMs();
+      // the budget: what the agent used at normal priority since the last look, and the refill
+      const double cpu = ProcessCpuMs();
+      if (boosted_) budget_ms_ -= cpu - last_cpu;
+      budget_ms_ = std::min(opt_.burst_ms, budget_ms_ + opt_.share * static_cast<double>(now - last_now));
+      last_cpu = cpu;
+      last_now = now;
       if (fill == 0) waiting_since = 0;
       else if (waiting_since == 0 || consumer != last_consumer) waiting_since = now;
       last_consumer = consumer;
       const bool starved = waiting_since != 0 && now - waiting_since >= kStarvedMs;
       if (!boosted_) {
-        if (fill >= high_ || starved) {
+        if ((fill >= opt_.high || starved) && budget_ms_ >= opt_.burst_ms / 4) {
           Apply(SCHED_OTHER, self);
           boosted_ = true;
           boosts_++;
@@ -167,11 +199,18 @@ class SchedGuard {
           Apply(SCHED_IDLE, self);
           last_reapply = now;
         }
-      } else if (fill > low_) {
+      } else if (budget_ms_ <= 0) {
+        // spent: the applications get their CPU back, the kernel drops what is not drained
+        Apply(SCHED_IDLE, self);
+        boosted_ = false;
+        throttles_++;
+        boosted_total_ms_ += now - boosted_since_ms_;
+        last_reapply = now;
+      } else if (fill > opt_.low) {
         low_since = 0;
       } else if (low_since == 0) {
         low_since = now;
-      } else if (now - low_since >= hold_ms_) {
+      } else if (now - low_since >= opt_.hold_ms) {
         Apply(SCHED_IDLE, self);
         boosted_ = false;
         boosted_total_ms_ += now - boosted_since_ms_;
@@ -182,9 +221,9 @@ class SchedGuard {
 
   void* positions_ = nullptr;
   size_t page_ = 4096;
-  uint64_t high_ = 0;
-  uint64_t low_ = 0;
-  uint64_t hold_ms_ = 0;
+  Options opt_{};
+  double budget_ms_ = 0;  // under mu_ (the watcher holds it except while it sleeps)
+  uint64_t throttles_ = 0;
   std::thread thread_;
   std::mutex mu_;  // stop_, the counters (the watcher holds it except while it sleeps)
   std::condition_variable cv_;
@@ -197,26 +236,40 @@ class SchedGuard {
 };
 
 // The JavaScript side, shared by capture.cc and packet.cc:
-// guardSched(highBytes, lowBytes, holdMs) starts `guard` on the ring buffer map_fd.
+// guardSched({ highBytes, lowBytes, holdMs, boostShare, burstMs }) starts `guard` on the ring buffer map_fd.
 inline Napi::Value GuardSchedCall(const Napi::CallbackInfo& info, SchedGuard& guard, int map_fd) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
-    Napi::TypeError::New(env, "guardSched(highBytes: number, lowBytes: number, holdMs: number)").ThrowAsJavaScriptException();
+  const char* usage = "guardSched({ highBytes, lowBytes, holdMs, boostShare, burstMs }: numbers, boostShare and burstMs above 0)";
+  if (!info[0].IsObject()) {
+    Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  auto u64 = [&](int i) { return static_cast<uint64_t>(std::max(0.0, info[i].As<Napi::Number>().DoubleValue())); };
-  const int err = guard.Start(map_fd, u64(0), u64(1), u64(2));
+  Napi::Object o = info[0].As<Napi::Object>();
+  double v[5];
+  const char* keys[5] = {"highBytes", "lowBytes", "holdMs", "boostShare", "burstMs"};
+  for (int i = 0; i < 5; i++) {
+    Napi::Value x = o.Get(keys[i]);
+    if (!x.IsNumber() || !(x.As<Napi::Number>().DoubleValue() >= 0) || (i >= 3 && !(x.As<Napi::Number>().DoubleValue() > 0))) {
+      Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    v[i] = x.As<Napi::Number>().DoubleValue();
+  }
+  SchedGuard::Options opts{static_cast<uint64_t>(v[0]), static_cast<uint64_t>(v[1]), static_cast<uint64_t>(v[2]), v[3], v[4]};
+  const int err = guard.Start(map_fd, opts);
   if (err) Napi::Error::New(env, std::string("watch the ring buffer for sched_idle auto: ") + strerror(-err)).ThrowAsJavaScriptException();
   return env.Undefined();
 }
 
-// schedGuard() -> { boosted, boosts, boostedMs, lastErrno }
+// schedGuard() -> { boosted, boosts, boostedMs, throttles, budgetMs, lastErrno }
 inline Napi::Value SchedGuardStats(Napi::Env env, SchedGuard& guard) {
   const SchedGuard::Stats s = guard.stats();
   Napi::Object o = Napi::Object::New(env);
   o.Set("boosted", s.boosted);
   o.Set("boosts", static_cast<double>(s.boosts));
   o.Set("boostedMs", static_cast<double>(s.boosted_ms));
+  o.Set("throttles", static_cast<double>(s.throttles));
+  o.Set("budgetMs", s.budget_ms);
   o.Set("lastErrno", s.last_errno);
   return o;
 }

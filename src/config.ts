@@ -301,10 +301,24 @@ export const configSchema = z.strictObject({
    * the ring buffer holds an eighth of its size or more or data has waited 100 ms
    * unread (watched every 10 ms by a thread of the agent's that stays at normal
    * priority), idle again once it stayed
-   * under 1/64 for 5 s: the lower latency below saturation, complete data above it.
+   * under 1/64 for 5 s: the lower latency below saturation, complete data through
+   * bursts above it. The time at normal priority has a budget (sched_boost_cpu,
+   * sched_boost_burst_s): a host saturated for longer gets its CPU back, and what the
+   * agent cannot drain then is dropped by the kernel and counted.
    * false: normal priority throughout (then `nice` applies).
    */
   sched_idle: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+  /**
+   * sched_idle auto's budget for normal priority, in the agent's CPU time: it refills
+   * at this share of one CPU (0.1: over time the agent takes at most a tenth of a CPU
+   * from the applications at normal priority; 1 or more: no limit in practice)...
+   */
+  sched_boost_cpu: z.number().gt(0).max(64).default(0.1),
+  /**
+   * ...and holds up to this many CPU-seconds: a burst of load is drained at normal
+   * priority until they are spent (the agent is raised again once a quarter is back).
+   */
+  sched_boost_burst_s: z.number().gt(0).max(3600).default(2),
   /** Seconds between stats lines on stderr (0: only at exit). */
   stats_interval_s: z.number().min(0).default(30),
   setup: setup.prefault({}),

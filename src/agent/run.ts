@@ -32,13 +32,22 @@ export function kernelPorts(config: Config): Array<[number, number]> {
 
 /** sched_idle auto's figures in the stats line. */
 function schedFigures(g: SchedGuardState) {
-  return { policy: g.boosted ? 'normal' : 'idle', boosts: g.boosts, normal_ms: g.boostedMs, ...(g.lastErrno !== 0 ? { last_errno: g.lastErrno } : {}) };
+  return {
+    policy: g.boosted ? 'normal' : 'idle',
+    boosts: g.boosts,
+    normal_ms: g.boostedMs,
+    throttles: g.throttles,
+    budget_ms: Math.round(g.budgetMs),
+    ...(g.lastErrno !== 0 ? { last_errno: g.lastErrno } : {}),
+  };
 }
 
 /** sched_idle auto: normal priority from an eighth of the ring buffer, idle again after 5 s under 1/64. */
 const SCHED_AUTO_HIGH = 1 / 8;
 const SCHED_AUTO_LOW = 1 / 64;
 const SCHED_AUTO_HOLD_MS = 5000;
+/** At most one warning a minute that sched_idle auto's budget ran out. */
+const THROTTLE_LOG_MS = 60_000;
 
 function statsLine(
   source: CaptureSource,
@@ -154,7 +163,24 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
   // sched_idle auto's watcher runs (its figures go in the stats lines)
   let guarded = false;
 
-  const tick = setInterval(() => pipeline.tick(), TICK_MS);
+  // sched_idle auto's budget ran out: said when it happens, at most once a minute
+  let throttlesSaid = 0;
+  let throttleSaidAt = -Infinity;
+  const noteThrottles = () => {
+    if (!guarded || !source.schedGuard) return;
+    const { throttles } = source.schedGuard();
+    if (throttles <= throttlesSaid || Date.now() - throttleSaidAt < THROTTLE_LOG_MS) return;
+    log.warn(
+      { throttles, since_last: throttles - throttlesSaid, sched_boost_cpu: config.sched_boost_cpu, sched_boost_burst_s: config.sched_boost_burst_s },
+      'sched_idle auto: the budget for normal priority is spent; the agent yields the CPU to the applications and the kernel drops what it cannot drain (counted: kernel.ringbufDrops)',
+    );
+    throttlesSaid = throttles;
+    throttleSaidAt = Date.now();
+  };
+  const tick = setInterval(() => {
+    pipeline.tick();
+    noteThrottles();
+  }, TICK_MS);
   const statsTimer =
     config.stats_interval_s > 0
       ? setInterval(() => log.info({ stats: statsLine(source, pipeline, outputs, prev, backpressure, guarded) }, 'stats'), config.stats_interval_s * 1000)
@@ -164,6 +190,7 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
     stopping ??= (async () => {
       clearInterval(tick);
       if (statsTimer) clearInterval(statsTimer);
+      noteThrottles(); // a budget spent while the agent got no CPU to say so
       try {
         // all that the kernel handed over is decoded and published, not just a turn's worth
         const undrained = source.flush(SHUTDOWN_DRAIN_MS);
@@ -223,7 +250,13 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
     // only now: the kernel's programs are loaded and attached (the verifier's work is not left to idle CPU)
     try {
       if (!source.guardSched) throw new Error(`the ${source.mode} capture cannot watch its ring buffer`);
-      source.guardSched(config.ring_buffer_bytes * SCHED_AUTO_HIGH, config.ring_buffer_bytes * SCHED_AUTO_LOW, SCHED_AUTO_HOLD_MS);
+      source.guardSched({
+        highBytes: config.ring_buffer_bytes * SCHED_AUTO_HIGH,
+        lowBytes: config.ring_buffer_bytes * SCHED_AUTO_LOW,
+        holdMs: SCHED_AUTO_HOLD_MS,
+        boostShare: config.sched_boost_cpu,
+        burstMs: config.sched_boost_burst_s * 1000,
+      });
       guarded = true;
     } catch (err) {
       log.warn({ err }, 'sched_idle auto: could not watch the ring buffer; the agent stays at normal priority');

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { AddonLayout } from './layout';
-import type { SchedGuardState } from './source';
+import type { SchedGuardOptions, SchedGuardState } from './source';
 
 /** Options the native Capture takes (validated and defaulted in TypeScript). */
 export interface NativeCaptureOptions {
@@ -42,7 +42,7 @@ export interface NativeCapture {
   resume(): void;
   counters(): number[];
   /** sched_idle auto (addon/sched-guard.h): watch the ring buffer, the threads' policy follows its fill. */
-  guardSched(highBytes: number, lowBytes: number, holdMs: number): void;
+  guardSched(options: SchedGuardOptions): void;
   schedGuard(): SchedGuardState;
   programs(): number[];
   close(): void;

@@ -197,8 +197,8 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource & { 
     setVerdicts(verdicts) {
       if (!closed && verdicts.length > 0) native.setVerdicts(verdicts.map(([id, verdict]) => [id, Verdict[verdict]]));
     },
-    guardSched(highBytes, lowBytes, holdMs) {
-      if (!closed) native.guardSched(highBytes, lowBytes, holdMs);
+    guardSched(options) {
+      if (!closed) native.guardSched(options);
     },
     schedGuard: () => native.schedGuard(),
     counters,

@@ -10,6 +10,19 @@ export interface CaptureSink {
 }
 
 /** addon/sched-guard.h's figures. */
+/** What sched_idle auto watches for (addon/sched-guard.h). */
+export interface SchedGuardOptions {
+  /** Ring buffer bytes from which the agent goes to normal priority. */
+  highBytes: number;
+  /** Bytes under which it goes back to SCHED_IDLE, once it stayed there holdMs. */
+  lowBytes: number;
+  holdMs: number;
+  /** The budget for normal priority refills at this share of one CPU (the agent's CPU time)... */
+  boostShare: number;
+  /** ...up to this many CPU ms. */
+  burstMs: number;
+}
+
 export interface SchedGuardState {
   /** at normal priority now (the agent fell behind) */
   boosted: boolean;
@@ -17,6 +30,10 @@ export interface SchedGuardState {
   boosts: number;
   /** ms spent at normal priority */
   boostedMs: number;
+  /** times the budget ran out at normal priority (the agent yielded, the kernel dropped what it could not drain) */
+  throttles: number;
+  /** CPU ms left in the budget for normal priority */
+  budgetMs: number;
   /** the last errno of sched_setscheduler (0: none) */
   lastErrno: number;
 }
@@ -46,7 +63,7 @@ export interface CaptureSource {
    * it stayed under `lowBytes` for `holdMs` (a watcher thread in the addon).
    * Throws when the ring buffer cannot be watched.
    */
-  guardSched?(highBytes: number, lowBytes: number, holdMs: number): void;
+  guardSched?(options: SchedGuardOptions): void;
   /** The watcher's figures (after guardSched). */
   schedGuard?(): SchedGuardState;
   /** Figures of the mode beyond the kernel counters (for the stats line), e.g. packet reassembly. */

@@ -131,7 +131,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--nice <n>', "the agent's CPU priority, -20..19 (above 0: it yields to the traced applications on a saturated host; what it cannot keep up with is dropped and counted)", niceArg)
     .option(
       '--sched-idle [auto|off]',
-      'run the agent under SCHED_IDLE once it captures (sched_idle: true): only on CPU nobody else wants; on a saturated host the applications keep their speed and what the agent cannot keep up with is dropped and counted. "auto" (the default): under SCHED_IDLE while it keeps up, at normal priority while its ring buffer fills. "off": normal priority throughout',
+      'run the agent under SCHED_IDLE once it captures (sched_idle: true): only on CPU nobody else wants; on a saturated host the applications keep their speed and what the agent cannot keep up with is dropped and counted. "auto" (the default): under SCHED_IDLE while it keeps up, at normal priority while its ring buffer fills, within a budget (sched_boost_cpu, sched_boost_burst_s: a tenth of a CPU, bursts of 2 CPU-seconds). "off": normal priority throughout',
     )
     .option('--record <file>', 'also write the raw kernel events to FILE (for tests and bug reports)')
     .option('--kprobe-variant <variant>', 'hooks of the kprobe mode: auto, fentry, kprobe')

@@ -7,6 +7,7 @@ import { helloLoad } from '../helpers/http-clients';
 import { startNginx, type RunningServer } from '../helpers/servers';
 
 const PORT = 18087;
+const BUDGET_PORT = 18088;
 /** A small ring buffer (4 MiB: normal priority past 512 KiB), filled many times over by the load. */
 const RING_BYTES = 4 * 1024 * 1024;
 const REQUESTS = 20_000;
@@ -38,6 +39,18 @@ function lastStats(agent: AgentRun): Record<string, any> | undefined {
   return undefined;
 }
 
+/** CPU seconds the process has used (utime + stime, clock ticks of 10 ms). */
+function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** A busy loop of normal priority on CPU 0 for at most `seconds`. */
+function hogCpu0(seconds: number): ChildProcess {
+  return spawn('taskset', ['-c', '0', process.execPath, '-e', `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end);`], { stdio: 'ignore' });
+}
+
 async function until(what: string, pred: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!pred()) {
@@ -58,7 +71,8 @@ describe('sched_idle auto: idle while the agent keeps up, normal priority while 
 
   before(async () => {
     nginx = await startNginx(PORT);
-    agent = await startAgent({ protocols: { http: { ports: [PORT] } }, stats_interval_s: 1, ring_buffer_bytes: RING_BYTES, sched_idle: 'auto' });
+    // a budget far above what this load needs (the next suite spends it)
+    agent = await startAgent({ protocols: { http: { ports: [PORT] } }, stats_interval_s: 1, ring_buffer_bytes: RING_BYTES, sched_idle: 'auto', sched_boost_burst_s: 60 });
     const pid = agent.child.pid!;
     await new Promise((r) => setTimeout(r, 300));
     atStart = policies(pid);
@@ -66,7 +80,7 @@ describe('sched_idle auto: idle while the agent keeps up, normal priority while 
     // agent under SCHED_IDLE gets nothing there, so only its watcher can save it
     const pin = spawnSync('taskset', ['-a', '-p', '-c', '0', String(pid)], { encoding: 'utf8' });
     assert.equal(pin.status, 0, pin.stderr);
-    hog = spawn('taskset', ['-c', '0', process.execPath, '-e', 'const end = Date.now() + 40000; while (Date.now() < end);'], { stdio: 'ignore' });
+    hog = hogCpu0(40);
     try {
       requests = await helloLoad(PORT, REQUESTS, LOAD_LIMIT_MS);
       // the load is over: the stats line of the second after it
@@ -114,5 +128,81 @@ describe('sched_idle auto: idle while the agent keeps up, normal priority while 
     const values = [...afterLoad.values()];
     assert.equal(values.filter((p) => p === SCHED_OTHER).length, 1, JSON.stringify([...afterLoad]));
     assert.equal(lastStats(agent)?.sched?.policy, 'idle');
+  });
+});
+
+describe('sched_idle auto: a host saturated past the budget gets its CPU back, and the loss is counted', { skip }, () => {
+  /** 0.2 CPU-seconds at normal priority in one go, refilled at 2% of a CPU. */
+  const BURST_S = 0.2;
+  const SHARE = 0.02;
+  const LOAD_REQUESTS = 40_000;
+  let nginx: RunningServer;
+  let agent: AgentRun;
+  let hog: ChildProcess | undefined;
+  let requests = 0;
+  let loadSeconds = 0;
+  let loadCpu = 0;
+  let stopping: Record<string, any> | undefined;
+
+  before(async () => {
+    nginx = await startNginx(BUDGET_PORT);
+    agent = await startAgent({
+      protocols: { http: { ports: [BUDGET_PORT] } },
+      stats_interval_s: 1,
+      ring_buffer_bytes: RING_BYTES,
+      sched_idle: 'auto',
+      sched_boost_cpu: SHARE,
+      sched_boost_burst_s: BURST_S,
+    });
+    const pid = agent.child.pid!;
+    await new Promise((r) => setTimeout(r, 300));
+    // as above: the agent shares CPU 0 with a busy loop; only normal priority gets it CPU there
+    const pin = spawnSync('taskset', ['-a', '-p', '-c', '0', String(pid)], { encoding: 'utf8' });
+    assert.equal(pin.status, 0, pin.stderr);
+    hog = hogCpu0(40);
+    try {
+      const cpu0 = cpuSeconds(pid);
+      const t0 = Date.now();
+      requests = await helloLoad(BUDGET_PORT, LOAD_REQUESTS, LOAD_LIMIT_MS);
+      loadSeconds = (Date.now() - t0) / 1000;
+      loadCpu = cpuSeconds(pid) - cpu0;
+    } finally {
+      hog.kill('SIGKILL');
+    }
+    // CPU 0 is free again: what is left in the ring buffer is drained
+    agent.child.kill('SIGINT');
+    const exit = await agent.exited;
+    assert.equal(exit.code, 0, `agent exit: ${JSON.stringify(exit)}\n${agent.stderr.join('\n')}`);
+    stopping = agent.stderr.map((l) => JSON.parse(l) as Record<string, any>).find((l) => l.msg === 'stopping')?.stats;
+  });
+
+  after(async () => {
+    hog?.kill('SIGKILL');
+    if (agent && agent.child.exitCode === null) agent.child.kill('SIGKILL');
+    await nginx?.stop();
+  });
+
+  test('the budget ran out: the agent went back to SCHED_IDLE and said so', () => {
+    assert.ok(stopping, agent.stderr.join('\n'));
+    assert.ok(stopping.sched.boosts >= 1, JSON.stringify(stopping.sched));
+    assert.ok(stopping.sched.throttles >= 1, JSON.stringify(stopping.sched));
+    const warned = agent.stderr.map((l) => JSON.parse(l) as Record<string, any>).filter((l) => l.level === 40 && String(l.msg).includes('budget for normal priority is spent'));
+    assert.ok(warned.length >= 1, agent.stderr.join('\n'));
+  });
+
+  test('while the load ran it took no more CPU than its budget allows (the burst, the refill, what SCHED_IDLE gets beside a busy loop)', () => {
+    // without the budget the agent kept up with this load at normal priority, taking far more
+    const allowed = BURST_S + SHARE * loadSeconds + 0.01 * loadSeconds + 0.3;
+    assert.ok(loadCpu <= allowed, `agent CPU ${loadCpu.toFixed(2)} s over ${loadSeconds.toFixed(1)} s of load, allowed ${allowed.toFixed(2)} s`);
+  });
+
+  test('what it could not drain the kernel dropped and counted; what it reported is right', () => {
+    assert.ok(stopping, agent.stderr.join('\n'));
+    assert.ok(stopping.kernel.ringbufDrops > 0, JSON.stringify(stopping.kernel));
+    const hello = agent.docs.filter((d) => d.url?.path === '/hello');
+    assert.ok(hello.length < requests, `${hello.length} documents for ${requests} requests`);
+    const complete = hello.filter((d) => d.method === 'GET' && d.http?.response?.status_code === 200);
+    const unmatched = hello.filter((d) => JSON.stringify(d.error ?? '').includes('Unmatched') || d.http?.response === undefined);
+    assert.equal(complete.length + unmatched.length, hello.length, JSON.stringify(hello.find((d) => !complete.includes(d) && !unmatched.includes(d))));
   });
 });

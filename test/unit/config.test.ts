@@ -187,6 +187,17 @@ describe('validateConfig: errors name the key', () => {
     assert.match(configError(() => loadConfig({ schedIdle: 'sometimes' })).message, /--sched-idle takes no value, "auto" or "off", got "sometimes"/);
   });
 
+  test("sched_idle auto's budget: a tenth of a CPU, bursts of 2 CPU-seconds by default; both above 0", () => {
+    const c = validateConfig({}, 't');
+    assert.equal(c.sched_boost_cpu, 0.1);
+    assert.equal(c.sched_boost_burst_s, 2);
+    const set = validateConfig({ sched_boost_cpu: 1, sched_boost_burst_s: 0.5 }, 't');
+    assert.equal(set.sched_boost_cpu, 1);
+    assert.equal(set.sched_boost_burst_s, 0.5);
+    for (const bad of [0, -0.1, 65, 'half']) assert.match(configError(() => validateConfig({ sched_boost_cpu: bad }, 't')).message, /sched_boost_cpu:/);
+    for (const bad of [0, -1, 3601]) assert.match(configError(() => validateConfig({ sched_boost_burst_s: bad }, 't')).message, /sched_boost_burst_s:/);
+  });
+
   test('nice: -20..19, whole; the --nice flag over the file', () => {
     for (const bad of [-21, 20, 1.5]) assert.match(configError(() => validateConfig({ nice: bad }, 't')).message, /nice:/);
     assert.equal(validateConfig({ nice: 19 }, 't').nice, 19);

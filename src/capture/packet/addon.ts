@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import type { SchedGuardState } from '../source';
+import type { SchedGuardOptions, SchedGuardState } from '../source';
 import type { SocketLookup } from './attribution';
 import type { PacketAddonLayout } from './layout';
 
@@ -27,7 +27,7 @@ export interface NativePacketCapture {
   resume(): void;
   counters(): number[];
   /** sched_idle auto (addon/sched-guard.h): watch the ring buffer, the threads' policy follows its fill. */
-  guardSched(highBytes: number, lowBytes: number, holdMs: number): void;
+  guardSched(options: SchedGuardOptions): void;
   schedGuard(): SchedGuardState;
   programs(): number[];
   sockets(): number;

@@ -289,8 +289,8 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
     resume() {
       if (!closed) native.resume();
     },
-    guardSched(highBytes, lowBytes, holdMs) {
-      if (!closed) native.guardSched(highBytes, lowBytes, holdMs);
+    guardSched(options) {
+      if (!closed) native.guardSched(options);
     },
     schedGuard: () => native.schedGuard(),
     counters(): KernelCounters {
