@@ -46,9 +46,29 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-/** A busy loop of normal priority on CPU 0 for at most `seconds`. */
-function hogCpu0(seconds: number): ChildProcess {
+/**
+ * Every thread of the agent on CPU 0 with a busy loop of normal priority (for at
+ * most `seconds`): an agent under SCHED_IDLE gets nothing there, so only its
+ * watcher can raise it.
+ */
+function crowdCpu0(pid: number, seconds: number): ChildProcess {
+  const pin = spawnSync('taskset', ['-a', '-p', '-c', '0', String(pid)], { encoding: 'utf8' });
+  assert.equal(pin.status, 0, pin.stderr);
   return spawn('taskset', ['-c', '0', process.execPath, '-e', `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end);`], { stdio: 'ignore' });
+}
+
+/** SIGINT, a clean exit, and the stats of the agent's 'stopping' line. */
+async function stopAgent(agent: AgentRun): Promise<Record<string, any> | undefined> {
+  agent.child.kill('SIGINT');
+  const exit = await agent.exited;
+  assert.equal(exit.code, 0, `agent exit: ${JSON.stringify(exit)}\n${agent.stderr.join('\n')}`);
+  return agent.stderr.map((l) => JSON.parse(l) as Record<string, any>).find((l) => l.msg === 'stopping')?.stats;
+}
+
+async function cleanUp(hog: ChildProcess | undefined, agent: AgentRun | undefined, nginx: RunningServer | undefined): Promise<void> {
+  hog?.kill('SIGKILL');
+  if (agent && agent.child.exitCode === null) agent.child.kill('SIGKILL');
+  await nginx?.stop();
 }
 
 async function until(what: string, pred: () => boolean, timeoutMs: number): Promise<void> {
@@ -76,11 +96,7 @@ describe('sched_idle auto: idle while the agent keeps up, normal priority while 
     const pid = agent.child.pid!;
     await new Promise((r) => setTimeout(r, 300));
     atStart = policies(pid);
-    // every thread of the agent on CPU 0 with a busy loop of normal priority: an
-    // agent under SCHED_IDLE gets nothing there, so only its watcher can save it
-    const pin = spawnSync('taskset', ['-a', '-p', '-c', '0', String(pid)], { encoding: 'utf8' });
-    assert.equal(pin.status, 0, pin.stderr);
-    hog = hogCpu0(40);
+    hog = crowdCpu0(pid, 40);
     try {
       requests = await helloLoad(PORT, REQUESTS, LOAD_LIMIT_MS);
       // the load is over: the stats line of the second after it
@@ -93,17 +109,10 @@ describe('sched_idle auto: idle while the agent keeps up, normal priority while 
     // caught up and 5 s under 1/64 of the ring: idle again
     await until('the agent is idle again', () => lastStats(agent)?.sched?.policy === 'idle', 20_000);
     afterLoad = policies(pid);
-    agent.child.kill('SIGINT');
-    const exit = await agent.exited;
-    assert.equal(exit.code, 0, `agent exit: ${JSON.stringify(exit)}\n${agent.stderr.join('\n')}`);
-    stopping = agent.stderr.map((l) => JSON.parse(l) as Record<string, any>).find((l) => l.msg === 'stopping')?.stats;
+    stopping = await stopAgent(agent);
   });
 
-  after(async () => {
-    hog?.kill('SIGKILL');
-    if (agent && agent.child.exitCode === null) agent.child.kill('SIGKILL');
-    await nginx?.stop();
-  });
+  after(() => cleanUp(hog, agent, nginx));
 
   test('at start every thread is under SCHED_IDLE but the watcher', () => {
     const values = [...atStart.values()];
@@ -156,10 +165,7 @@ describe('sched_idle auto: a host saturated past the budget gets its CPU back, a
     });
     const pid = agent.child.pid!;
     await new Promise((r) => setTimeout(r, 300));
-    // as above: the agent shares CPU 0 with a busy loop; only normal priority gets it CPU there
-    const pin = spawnSync('taskset', ['-a', '-p', '-c', '0', String(pid)], { encoding: 'utf8' });
-    assert.equal(pin.status, 0, pin.stderr);
-    hog = hogCpu0(40);
+    hog = crowdCpu0(pid, 40);
     try {
       const cpu0 = cpuSeconds(pid);
       const t0 = Date.now();
@@ -170,17 +176,10 @@ describe('sched_idle auto: a host saturated past the budget gets its CPU back, a
       hog.kill('SIGKILL');
     }
     // CPU 0 is free again: what is left in the ring buffer is drained
-    agent.child.kill('SIGINT');
-    const exit = await agent.exited;
-    assert.equal(exit.code, 0, `agent exit: ${JSON.stringify(exit)}\n${agent.stderr.join('\n')}`);
-    stopping = agent.stderr.map((l) => JSON.parse(l) as Record<string, any>).find((l) => l.msg === 'stopping')?.stats;
+    stopping = await stopAgent(agent);
   });
 
-  after(async () => {
-    hog?.kill('SIGKILL');
-    if (agent && agent.child.exitCode === null) agent.child.kill('SIGKILL');
-    await nginx?.stop();
-  });
+  after(() => cleanUp(hog, agent, nginx));
 
   test('the budget ran out: the agent went back to SCHED_IDLE and said so', () => {
     assert.ok(stopping, agent.stderr.join('\n'));
