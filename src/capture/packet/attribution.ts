@@ -30,6 +30,11 @@ export interface FlowEnds {
   family: 4 | 6;
   client: Endpoint;
   server: Endpoint;
+  /**
+   * When the connection was first seen, on the attributor's clock (`now`): a full
+   * rescan that started before it cannot have read its client's socket.
+   */
+  seenAtMs?: number;
 }
 
 export interface Attribution {
@@ -86,6 +91,8 @@ export interface AttributorOptions {
   /** Time one attribution may spend reading /proc fd links (ms). */
   budgetMs?: number;
   now?: () => number;
+  /** The clock that measures what reading /proc costs (ms; default performance.now). */
+  costClock?: () => number;
 }
 
 export const TCP_LISTEN = 10;
@@ -94,6 +101,12 @@ const NETNS_INTERVAL_MS = 2000;
 /** A full rescan of every process's fds starts at most this often (and ≤ 10% of a CPU). */
 const FULL_SCAN_MIN_INTERVAL_MS = 20;
 const FULL_SCAN_COST_FACTOR = 10;
+/**
+ * A client socket that the last full rescan cannot have read (the connection is
+ * newer than the round's start) may start one sooner: after this many times the
+ * last round's cost (the capture's attribution share bounds it too).
+ */
+const STALE_SCAN_COST_FACTOR = 2;
 /** One process's fds are read again at most after this many times their cost. */
 const PID_SCAN_COST_FACTOR = 10;
 /** Client processes remembered per server endpoint (likely owners of its next connections). */
@@ -154,7 +167,7 @@ interface Namespace {
 }
 
 export function createAttributor(options: AttributorOptions): Attributor {
-  const { openLookup, procRoot = '/proc', allNamespaces = true, budgetMs = 10, now = Date.now } = options;
+  const { openLookup, procRoot = '/proc', allNamespaces = true, budgetMs = 10, now = Date.now, costClock = () => performance.now() } = options;
   const stats: AttributionStats = {
     lookups: 0,
     fdScans: 0,
@@ -232,6 +245,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
   let fullQueue: number[] = [];
   let fullAt = -Infinity;
   let fullIntervalMs = FULL_SCAN_MIN_INTERVAL_MS;
+  let fullCostMs = 0;
   let fullStarted = 0;
   const clientHints = new Map<string, number[]>();
 
@@ -249,7 +263,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
   }
 
   function scanPid(pid: number, first = scanned.get(pid)?.first ?? now()): void {
-    const started = performance.now();
+    const started = costClock();
     stats.fdScans++;
     forgetPid(pid);
     let fds: string[];
@@ -267,7 +281,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
       if (!list) owners.set(ino, [pid]);
       else if (!list.includes(pid)) list.push(pid);
     }
-    scanned.set(pid, { inodes, at: now(), costMs: performance.now() - started, first });
+    scanned.set(pid, { inodes, at: now(), costMs: costClock() - started, first });
   }
 
   /** May this process's fds be read again now? */
@@ -277,7 +291,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
   }
 
   /** Processes holding the inode: known ones, then hinted ones, new (or young) ones, then a slice of a full rescan. */
-  function holders(inode: number, hints: number[], deadline: number): number[] | undefined {
+  function holders(inode: number, hints: number[], deadline: number, seenAtMs?: number): number[] | undefined {
     const known = owners.get(inode);
     if (known) return known;
     for (const pid of hints) {
@@ -294,19 +308,23 @@ export function createAttributor(options: AttributorOptions): Attributor {
       if (s && (now() - s.first >= YOUNG_MS || !rescannable(pids[i]))) continue;
       scanPid(pids[i]);
       if (owners.has(inode)) return owners.get(inode);
-      if (performance.now() > deadline) return undefined;
+      if (costClock() > deadline) return undefined;
     }
-    if (fullQueue.length === 0 && now() - fullAt >= fullIntervalMs) {
+    const due = now() - fullAt >= fullIntervalMs;
+    // an old process's new connection: the last round started before it existed
+    const stale = seenAtMs !== undefined && fullAt < seenAtMs && now() - fullAt >= Math.max(FULL_SCAN_MIN_INTERVAL_MS, fullCostMs * STALE_SCAN_COST_FACTOR);
+    if (fullQueue.length === 0 && (due || stale)) {
       fullQueue = pids;
       fullAt = now();
-      fullStarted = performance.now();
+      fullStarted = costClock();
     }
-    while (fullQueue.length > 0 && performance.now() <= deadline) {
+    while (fullQueue.length > 0 && costClock() <= deadline) {
       const pid = fullQueue.pop()!;
       if (rescannable(pid)) scanPid(pid);
       if (fullQueue.length === 0) {
         // the round's cost (its slices) sets when the next one may start
-        fullIntervalMs = Math.max(FULL_SCAN_MIN_INTERVAL_MS, (performance.now() - fullStarted) * FULL_SCAN_COST_FACTOR);
+        fullCostMs = costClock() - fullStarted;
+        fullIntervalMs = Math.max(FULL_SCAN_MIN_INTERVAL_MS, fullCostMs * FULL_SCAN_COST_FACTOR);
       }
       if (owners.has(inode)) return owners.get(inode);
     }
@@ -343,7 +361,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
         stats.clientsClosed++;
         return undefined;
       }
-      const pids = holders(s[2], clientHints.get(`${flow.server.ip}|${flow.server.port}`) ?? [], deadline);
+      const pids = holders(s[2], clientHints.get(`${flow.server.ip}|${flow.server.port}`) ?? [], deadline, flow.seenAtMs);
       const owner = pids && describe(pids[0], s[1], ns.netns, false);
       if (!owner) {
         stats.clientsUnowned++;
@@ -396,7 +414,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
 
   return {
     attribute(flow) {
-      const deadline = performance.now() + budgetMs;
+      const deadline = costClock() + budgetMs;
       const spaces = namespacesFor(flow);
       const c = client(flow, spaces, deadline);
       const s = server(flow, spaces, deadline);

@@ -6,7 +6,7 @@ import { decodeTcp, LINKTYPE } from '../pcap/packet';
 import { createTcpReassembler, type FlowEvent, type ReassembledFlow, type ReassemblyStats } from '../pcap/reassembly';
 import type { CaptureSink, CaptureSource } from '../source';
 import { loadPacketBinding, type NativePacketCapture, type PacketBinding } from './addon';
-import type { Attribution, Attributor, AttributionStats, SocketOwner } from './attribution';
+import type { Attribution, Attributor, AttributionStats, FlowEnds, SocketOwner } from './attribution';
 import { checkPacketLayout, PACKET_COUNTER_NAMES, type PacketCounters } from './layout';
 import { decodePacketBatch, type PacketRecord } from './records';
 
@@ -132,7 +132,7 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
   let windowStart = clockMs();
   let windowSpent = 0;
   let attributionSkipped = 0;
-  function attribute(flow: ReassembledFlow): Attribution {
+  function attribute(flow: FlowEnds): Attribution {
     if (!attributor) return {};
     const t = clockMs();
     if (t - windowStart >= ATTRIBUTION_WINDOW_MS) {
@@ -150,10 +150,13 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
     }
   }
 
-  function viewOf(flow: ReassembledFlow): FlowView {
+  /** The flow's ends, named once, at its first event (a packet of time `tsNs`). */
+  function viewOf(flow: ReassembledFlow, tsNs: number): FlowView {
     let v = views.get(flow.id);
     if (v) return v;
-    const found = attribute(flow);
+    // when the connection was seen, on the attributor's clock (the wall clock's ms)
+    const seenAtMs = Date.now() - Math.max(0, monoNowNs() - tsNs) / 1e6;
+    const found = attribute({ family: flow.family, client: flow.client, server: flow.server, seenAtMs });
     const ends = [found.client, found.server].filter((o): o is SocketOwner => o !== undefined);
     let skipped = ends.some((o) => o.pid === selfPid);
     if (!skipped && wanted.size > 0) skipped = !ends.some((o) => wanted.has(o.pid));
@@ -204,7 +207,7 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
   }
 
   function onFlowEvent(flow: ReassembledFlow, ev: FlowEvent): void {
-    const v = viewOf(flow);
+    const v = viewOf(flow, ev.tsNs);
     if (ev.kind === EventKind.CLOSE) views.delete(flow.id);
     if (v.skipped) return;
     if (!v.client && !v.server) {

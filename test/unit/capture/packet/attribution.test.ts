@@ -175,6 +175,26 @@ describe('process attribution', () => {
     assert.equal(a.stats().fdScans, scans);
   });
 
+  test("an old process's connection newer than the last full rescan: the next rescan starts sooner than the usual interval", () => {
+    let t = 0;
+    let clock = 0;
+    host.process(800, 'java', [40]);
+    // each look at /proc costs 10 ms on this clock: a full rescan ~40 ms, the next due 400 ms after it
+    const a = createAttributor({ openLookup: host.openLookup, procRoot: host.root, now: () => t, budgetMs: 1000, costClock: () => (clock += 10) });
+    // another flow's socket that no process holds makes a full rescan at t = 1000
+    t = 1000;
+    host.sockets.push({ ns: OWN_NS, local: '127.0.0.1:39999', remote: '127.0.0.1:8080', state: ESTABLISHED, inode: 30 });
+    assert.equal(a.attribute({ family: 4, client: { ip: '127.0.0.1', port: 39999 }, server: S }).client, undefined);
+    // then java, running since before the agent, connects
+    host.addFd(800, 41, 10);
+    host.sockets.push({ ns: OWN_NS, local: '127.0.0.1:40000', remote: '127.0.0.1:8080', state: ESTABLISHED, inode: 41 });
+    t = 1100;
+    // seen before that rescan started: it could have read the socket, so none starts yet
+    assert.equal(a.attribute({ ...flow, seenAtMs: 990 }).client, undefined);
+    // seen after it started: it cannot have, so one starts (after twice its cost, not ten times)
+    assert.equal(a.attribute({ ...flow, seenAtMs: 1050 }).client?.pid, 800);
+  });
+
   test('a new process read before it opened its socket is read again when an unknown socket appears', () => {
     let t = 0;
     host.process(700, 'node', [11]);
