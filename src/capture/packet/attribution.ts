@@ -244,7 +244,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
   const scanned = new Map<number, { inodes: number[]; at: number; costMs: number; first: number }>();
   let fullQueue: number[] = [];
   let fullAt = -Infinity;
-  let fullIntervalMs = FULL_SCAN_MIN_INTERVAL_MS;
+  /** What the last full round cost (its slices together): it sets when the next may start. */
   let fullCostMs = 0;
   let fullStarted = 0;
   const clientHints = new Map<string, number[]>();
@@ -310,10 +310,10 @@ export function createAttributor(options: AttributorOptions): Attributor {
       if (owners.has(inode)) return owners.get(inode);
       if (costClock() > deadline) return undefined;
     }
-    const due = now() - fullAt >= fullIntervalMs;
+    const waited = (costFactor: number) => now() - fullAt >= Math.max(FULL_SCAN_MIN_INTERVAL_MS, fullCostMs * costFactor);
     // an old process's new connection: the last round started before it existed
-    const stale = seenAtMs !== undefined && fullAt < seenAtMs && now() - fullAt >= Math.max(FULL_SCAN_MIN_INTERVAL_MS, fullCostMs * STALE_SCAN_COST_FACTOR);
-    if (fullQueue.length === 0 && (due || stale)) {
+    const stale = seenAtMs !== undefined && fullAt < seenAtMs && waited(STALE_SCAN_COST_FACTOR);
+    if (fullQueue.length === 0 && (waited(FULL_SCAN_COST_FACTOR) || stale)) {
       fullQueue = pids;
       fullAt = now();
       fullStarted = costClock();
@@ -322,9 +322,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
       const pid = fullQueue.pop()!;
       if (rescannable(pid)) scanPid(pid);
       if (fullQueue.length === 0) {
-        // the round's cost (its slices) sets when the next one may start
         fullCostMs = costClock() - fullStarted;
-        fullIntervalMs = Math.max(FULL_SCAN_MIN_INTERVAL_MS, fullCostMs * FULL_SCAN_COST_FACTOR);
       }
       if (owners.has(inode)) return owners.get(inode);
     }
