@@ -8,7 +8,8 @@ import type { Endpoint } from '../pcap/reassembly';
  * agent's network namespace and, through a socket opened in each, in the
  * others; inode → process from the /proc/<pid>/fd links (cached, read again
  * on a miss: likely owners, then new processes and those first read moments
- * ago, then a cost-bounded slice of a full rescan). A server whose accepted
+ * ago, then a cost-bounded slice of a full rescan, sooner for a connection newer
+ * than the last one). A server whose accepted
  * socket is not found (not accepted yet, already closed, not found in time) is
  * the process listening on its port. Best effort: a short-lived client may be
  * gone before it is looked up.
@@ -98,13 +99,14 @@ export interface AttributorOptions {
 export const TCP_LISTEN = 10;
 /** Network namespaces are listed again at most this often. */
 const NETNS_INTERVAL_MS = 2000;
-/** A full rescan of every process's fds starts at most this often (and ≤ 10% of a CPU). */
+/** A full rescan of every process's fds starts at most this often (and ≤ 10% of a CPU, but see STALE_SCAN_COST_FACTOR). */
 const FULL_SCAN_MIN_INTERVAL_MS = 20;
 const FULL_SCAN_COST_FACTOR = 10;
 /**
  * A client socket that the last full rescan cannot have read (the connection is
  * newer than the round's start) may start one sooner: after this many times the
- * last round's cost (the capture's attribution share bounds it too).
+ * last round's cost, each process read again after this many times its own (the
+ * capture's attribution share bounds it too).
  */
 const STALE_SCAN_COST_FACTOR = 2;
 /** One process's fds are read again at most after this many times their cost. */
@@ -284,10 +286,15 @@ export function createAttributor(options: AttributorOptions): Attributor {
     scanned.set(pid, { inodes, at: now(), costMs: costClock() - started, first });
   }
 
-  /** May this process's fds be read again now? */
-  function rescannable(pid: number): boolean {
+  /**
+   * May this process's fds be read again now? Sooner when its last read ended
+   * before the connection looked up was seen (that read cannot have held its socket).
+   */
+  function rescannable(pid: number, seenAtMs?: number): boolean {
     const s = scanned.get(pid);
-    return !s || now() - s.at >= Math.max(1, s.costMs * PID_SCAN_COST_FACTOR);
+    if (!s) return true;
+    const factor = seenAtMs !== undefined && s.at < seenAtMs ? STALE_SCAN_COST_FACTOR : PID_SCAN_COST_FACTOR;
+    return now() - s.at >= Math.max(1, s.costMs * factor);
   }
 
   /** Processes holding the inode: known ones, then hinted ones, new (or young) ones, then a slice of a full rescan. */
@@ -320,7 +327,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
     }
     while (fullQueue.length > 0 && costClock() <= deadline) {
       const pid = fullQueue.pop()!;
-      if (rescannable(pid)) scanPid(pid);
+      if (rescannable(pid, seenAtMs)) scanPid(pid);
       if (fullQueue.length === 0) {
         fullCostMs = costClock() - fullStarted;
       }

@@ -195,6 +195,22 @@ describe('process attribution', () => {
     assert.equal(a.attribute({ ...flow, seenAtMs: 1050 }).client?.pid, 800);
   });
 
+  test("that sooner rescan reads again a process it read moments ago, when that read ended before the connection was seen", () => {
+    let t = 0;
+    let clock = 0;
+    host.process(800, 'java', [40]);
+    // reads of /proc cost 10 ms each on this clock: java's read 10 ms (read again after 100 ms, or 20 for a newer connection)
+    const a = createAttributor({ openLookup: host.openLookup, procRoot: host.root, now: () => t, budgetMs: 1000, costClock: () => (clock += 10) });
+    t = 1000;
+    host.sockets.push({ ns: OWN_NS, local: '127.0.0.1:39999', remote: '127.0.0.1:8080', state: ESTABLISHED, inode: 30 });
+    assert.equal(a.attribute({ family: 4, client: { ip: '127.0.0.1', port: 39999 }, server: S }).client, undefined);
+    host.addFd(800, 41, 10);
+    host.sockets.push({ ns: OWN_NS, local: '127.0.0.1:40000', remote: '127.0.0.1:8080', state: ESTABLISHED, inode: 41 });
+    // 90 ms later: past twice the round's cost (80) and twice java's (20), short of ten times java's (100)
+    t = 1090;
+    assert.equal(a.attribute({ ...flow, seenAtMs: 1050 }).client?.pid, 800);
+  });
+
   test('a new process read before it opened its socket is read again when an unknown socket appears', () => {
     let t = 0;
     host.process(700, 'node', [11]);
