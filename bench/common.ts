@@ -104,11 +104,24 @@ export interface AgentOptions {
    * and reported apart (`warmup`).
    */
   warmup?: () => unknown;
+  /**
+   * Run `warmup` again while the agent is still at normal priority after it
+   * (sched_idle auto draining a burst on its budget), for up to this many seconds
+   * of warm-up in all: the measured load then finds an agent whose burst is spent,
+   * the regime of a host that stays saturated. 0: `warmup` runs once.
+   */
+  spendBurstS?: number;
 }
 
 export interface WarmupFigures {
   /** Documents of transactions that started before the measured load. */
   documents: number;
+  /** How often `warmup` ran, and for how long in all (its loads, and the waits for the agent to be idle after each). */
+  runs: number;
+  seconds: number;
+  settleSeconds: number;
+  /** sched_idle auto's policy when the measured load began ('idle': no burst being drained; null: not under auto). */
+  policyAtStart: string | null;
   cpuSeconds: number;
   /** The agent's stats line between the warm-up and the measured load (its counters then). */
   stats: Record<string, any>;
@@ -135,6 +148,28 @@ export interface AgentRun<T> {
 
 /** Pause between the warm-up load and the measured one: the agent drains what the warm-up left. */
 const WARMUP_SETTLE_MS = 500;
+/**
+ * After that pause, the measured load waits until the agent is idle: under 10 ms of
+ * CPU in a 250 ms look (an idle agent uses ~2-3), for at most 15 s. Under SCHED_IDLE,
+ * draining a backlog the warm-up left (a full ring buffer after a saturated warm-up)
+ * takes seconds and would run into the measured load.
+ */
+const SETTLE_LOOK_MS = 250;
+const SETTLE_IDLE_CPU_S = 0.01;
+const SETTLE_MAX_MS = 15_000;
+
+/** Resolves once `pid` uses under SETTLE_IDLE_CPU_S of CPU in SETTLE_LOOK_MS (or after SETTLE_MAX_MS): the ms it waited. */
+async function settled(pid: number): Promise<number> {
+  const from = Date.now();
+  let cpu = cpuSeconds(pid);
+  while (Date.now() - from < SETTLE_MAX_MS) {
+    await sleep(SETTLE_LOOK_MS);
+    const now = cpuSeconds(pid);
+    if (now - cpu < SETTLE_IDLE_CPU_S) break;
+    cpu = now;
+  }
+  return Date.now() - from;
+}
 
 /** The stats line's fields that count up from the agent's start (the others are rates and levels). */
 const STATS_COUNTERS = [
@@ -183,6 +218,26 @@ export function schedSummary(rounds: Array<SchedFigures | null>): { boosts: Arra
   return { boosts: rounds.map((r) => r?.boosts ?? null), normal_ms: rounds.map((r) => (r ? Math.round(r.normal_ms) : null)) };
 }
 
+/** How long a round's warm-up ran (seconds, how often) and sched_idle auto's policy when the measured load began. */
+export interface WarmupRuns {
+  seconds: number;
+  /** of which waiting for the agent to be idle after each load */
+  settle_seconds: number;
+  runs: number;
+  policy_at_start: string | null;
+}
+
+export function warmupOf(run: { warmup?: WarmupFigures }): WarmupRuns | null {
+  const w = run.warmup;
+  return w ? { seconds: r3(w.seconds), settle_seconds: r3(w.settleSeconds), runs: w.runs, policy_at_start: w.policyAtStart } : null;
+}
+
+/**
+ * Default of `--spend-burst S` (http, redis, pgsql): warm-ups repeated while sched_idle
+ * auto drains a burst at normal priority, up to S seconds (0: one warm-up).
+ */
+export const SPEND_BURST_DEFAULT_S = 30;
+
 /** When a document's transaction started (ms since the epoch). */
 function docStartMs(doc: Record<string, any>): number {
   return Date.parse(doc.event?.start ?? doc['@timestamp']);
@@ -193,7 +248,7 @@ export async function withAgent<T>(
   args: string[],
   dir: string,
   load: (agent: AgentHandle) => T | Promise<T>,
-  { statsIntervalS = 0, onStats, onDoc, warmup }: AgentOptions = {},
+  { statsIntervalS = 0, onStats, onDoc, warmup, spendBurstS = 0 }: AgentOptions = {},
 ): Promise<AgentRun<Awaited<T>>> {
   const docsFile = path.join(dir, 'docs.ndjson');
   const out = fs.openSync(docsFile, 'w');
@@ -234,21 +289,31 @@ export async function withAgent<T>(
   let measuredFrom = -Infinity;
   let warmupCpu = 0;
   let baseline: Record<string, any> | undefined;
+  let warmupRuns = 0;
+  let warmupSeconds = 0;
+  let settleMs = 0;
   let result: Awaited<T>;
   try {
     if (warmup) {
-      await warmup();
-      // the boundary halfway through the pause, not at its end: the agent's times
-      // are kernel clock readings mapped to the wall clock once, at its start
-      measuredFrom = Date.now() + WARMUP_SETTLE_MS / 2;
-      await sleep(WARMUP_SETTLE_MS);
-      // its counters now (no load runs until the next stats line is read)
-      baseline = await Promise.race([
-        new Promise<Record<string, any>>((resolve) => (nextStats = resolve)),
-        closed.then((code): never => {
-          throw new Error(`the agent exited (${code}) after the warm-up:\n${lastLines.join('\n')}`);
-        }),
-      ]);
+      const warmFrom = Date.now();
+      for (;;) {
+        await warmup();
+        warmupRuns++;
+        // the boundary halfway through the pause, not at its end: the agent's times
+        // are kernel clock readings mapped to the wall clock once, at its start
+        measuredFrom = Date.now() + WARMUP_SETTLE_MS / 2;
+        await sleep(WARMUP_SETTLE_MS);
+        settleMs += await settled(pid);
+        // its counters now (no load runs until the next stats line is read)
+        baseline = await Promise.race([
+          new Promise<Record<string, any>>((resolve) => (nextStats = resolve)),
+          closed.then((code): never => {
+            throw new Error(`the agent exited (${code}) after the warm-up:\n${lastLines.join('\n')}`);
+          }),
+        ]);
+        if (baseline.sched?.policy !== 'normal' || Date.now() - warmFrom >= spendBurstS * 1000) break;
+      }
+      warmupSeconds = (Date.now() - warmFrom) / 1000;
       nextStats = undefined;
       statsFrom = Date.now();
       const cpu = cpuSeconds(pid);
@@ -279,7 +344,8 @@ export async function withAgent<T>(
     else docs.push(doc);
   }
   fs.rmSync(docsFile);
-  const warmupFigures = baseline ? { documents: warmupDocs, cpuSeconds: warmupCpu, stats: baseline } : undefined;
+  const policyAtStart = baseline?.sched ? String(baseline.sched.policy) : null;
+  const warmupFigures = baseline ? { documents: warmupDocs, runs: warmupRuns, seconds: warmupSeconds, settleSeconds: settleMs / 1000, policyAtStart, cpuSeconds: warmupCpu, stats: baseline } : undefined;
   const measured = baseline ? countersSince(stats, baseline) : stats;
   return { result, docs, cpuSeconds: cpu, rssMiB: rss, rssPeakMiB: rssPeak, stats: measured, statsSeconds, warmup: warmupFigures };
 }

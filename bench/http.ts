@@ -15,7 +15,11 @@
  * under SCHED_IDLE throughout (`--sched-idle`): at saturation that one leaves these
  * 2 cores to wrk and nginx, and what it cannot drain is dropped by the kernel and
  * counted. (`nice 19` was measured until 2026-12-06: not a reliable way to yield.)
- *   node dist/bench/http.js [--rounds N] [--seconds S] [--connections C] [--warmup S]
+ * The warm-up runs again while sched_idle auto is still at normal priority after it
+ * (draining a burst on its budget), up to --spend-burst seconds in all: at
+ * saturation the measured load then finds an agent whose burst is spent, the
+ * regime of a host that stays saturated (a burst is drained whole by design).
+ *   node dist/bench/http.js [--rounds N] [--seconds S] [--connections C] [--warmup S] [--spend-burst S]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -41,7 +45,10 @@ import {
   wrk as runWrk,
   type HttpTally,
   type SchedFigures,
+  type WarmupRuns,
   type WrkResult,
+  SPEND_BURST_DEFAULT_S,
+  warmupOf,
 } from './common';
 
 const PORT = 18300;
@@ -51,6 +58,8 @@ const SECONDS = arg('seconds', 5);
 const CONNECTIONS = arg('connections', 16);
 /** Seconds of the same load each agent gets first, not measured (0: measure an agent just started). */
 const WARMUP_S = arg('warmup', 3);
+/** The warm-up runs again while sched_idle auto drains a burst at normal priority, up to this many seconds (see bench/common.ts). */
+const SPEND_BURST_S = arg('spend-burst', SPEND_BURST_DEFAULT_S);
 
 /** Milliseconds each connection waits before its next request at the fixed rate. */
 const FIXED_DELAY_MS = arg('delay-ms', 2);
@@ -71,6 +80,7 @@ interface AgentRound extends WrkResult, HttpTally {
   mbPerS: number;
   /** The warm-up's CPU per 10,000 of its documents: what a starting agent costs. */
   warmupCpuPer10k: number | null;
+  warmup: WarmupRuns | null;
 }
 
 /** The agent's scheduling: its default (sched_idle auto), normal priority throughout, or SCHED_IDLE throughout. */
@@ -79,7 +89,7 @@ type Scheduling = 'normal' | 'sched-idle' | undefined;
 async function agentRound(seconds: number, dir: string, paced = false, scheduling: Scheduling = undefined): Promise<AgentRound> {
   const how = scheduling === undefined ? [] : scheduling === 'sched-idle' ? ['--sched-idle'] : ['--sched-idle', 'off'];
   const warmup = WARMUP_S > 0 ? () => wrk(WARMUP_S, paced) : undefined;
-  const run = await withAgent(['--ports', `http=${PORT}`, ...how], dir, () => wrk(seconds, paced), { warmup });
+  const run = await withAgent(['--ports', `http=${PORT}`, ...how], dir, () => wrk(seconds, paced), { warmup, spendBurstS: SPEND_BURST_S });
   // every document is checked against what wrk sent; requests in flight when wrk
   // stops are reported unanswered: not a completed request
   const tally = newHttpTally();
@@ -95,6 +105,7 @@ async function agentRound(seconds: number, dir: string, paced = false, schedulin
     eventsPerS: (run.stats.events ?? 0) / elapsed,
     mbPerS: (run.stats.bytes_captured ?? 0) / elapsed / 1e6,
     warmupCpuPer10k: run.warmup && run.warmup.documents > 0 ? (run.warmup.cpuSeconds / run.warmup.documents) * 1e4 : null,
+    warmup: warmupOf(run),
   };
 }
 
@@ -178,6 +189,10 @@ async function main(): Promise<void> {
     load: { tool: 'wrk', threads: 1, connections: CONNECTIONS, seconds: SECONDS, rounds: ROUNDS, response: 'nginx "hello\\n", keep-alive' },
     // each agent first gets WARMUP_S seconds of the same load, not measured: the figures are a running agent's
     agent_warmup_seconds: WARMUP_S,
+    // repeated while sched_idle auto was still draining a burst at normal priority (up to spend_burst_max_s):
+    // the measured load finds the regime of a host that stays saturated
+    spend_burst_max_s: SPEND_BURST_S,
+    agent_warmups: rounds.map((r) => r.agent.warmup),
     floor_vs_untraced_rps: { median: r3(median(floorRatio)), spread: spread(floorRatio).map(r3) },
     agent_vs_untraced_rps: { median: r3(median(agentRatio)), spread: spread(agentRatio).map(r3) },
     agent_vs_floor_rps: { median: r3(median(agentVsFloor)), spread: spread(agentVsFloor).map(r3), target: 0.95 },

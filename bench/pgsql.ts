@@ -8,24 +8,45 @@
  * `--protocol extended|prepared` runs the others. Latency average, p50 and p99
  * come from pgbench's per-transaction log (--log). Prints and writes
  * bench/results/pgsql-<date>.json.
- * Each agent first gets --warmup seconds of the same load, not measured (see bench/http.ts).
+ * Each agent first gets --warmup seconds of the same load, not measured, repeated
+ * while it drains a burst at normal priority, up to --spend-burst seconds (see bench/http.ts).
  * Then the same three modes at a fixed rate well below saturation (pgbench
  * -R: transactions scheduled at that rate, latency counted from the schedule),
  * where the added latency and completeness are the figures.
- *   node dist/bench/pgsql.js [--rounds N] [--seconds S] [--clients C] [--scale S] [--protocol simple|extended|prepared] [--warmup S] [--rate TPS] [--no-write]
+ *   node dist/bench/pgsql.js [--rounds N] [--seconds S] [--clients C] [--scale S] [--protocol simple|extended|prepared] [--warmup S] [--spend-burst S] [--rate TPS] [--no-write]
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { startPostgres } from '../test/helpers/databases';
-import { arg, choiceArg, machine, median, r3, report, requireTools, runMain, schedOf, schedSummary, summarize, withAgent, withFloor, type SchedFigures } from './common';
+import {
+  arg,
+  choiceArg,
+  machine,
+  median,
+  r3,
+  report,
+  requireTools,
+  runMain,
+  schedOf,
+  schedSummary,
+  SPEND_BURST_DEFAULT_S,
+  summarize,
+  warmupOf,
+  withAgent,
+  withFloor,
+  type SchedFigures,
+  type WarmupRuns,
+} from './common';
 
 const PORT = 18330;
 
 const ROUNDS = arg('rounds', 5);
 const SECONDS = arg('seconds', 5);
 const WARMUP_S = arg('warmup', 3);
+/** The warm-up runs again while sched_idle auto drains a burst at normal priority, up to this many seconds (see bench/common.ts). */
+const SPEND_BURST_S = arg('spend-burst', SPEND_BURST_DEFAULT_S);
 const CLIENTS = arg('clients', 8);
 /** Transactions per second of the fixed-rate rounds (saturation is ~40,000-55,000 here). */
 const RATE = arg('rate', 2000);
@@ -125,6 +146,7 @@ interface AgentRound extends PgbenchResult {
   kernel: Record<string, number>;
   /** sched_idle auto's boosts over the measured run */
   sched: SchedFigures | null;
+  warmup: WarmupRuns | null;
   unmatched: number;
   parseErrors: number;
   /** bytes the decoders skipped over (lost to drops) */
@@ -133,7 +155,7 @@ interface AgentRound extends PgbenchResult {
 
 async function agentRound(dir: string, rate?: number): Promise<AgentRound> {
   const warmup = WARMUP_S > 0 ? () => pgbench(dir, WARMUP_S, rate) : undefined;
-  const run = await withAgent(['--ports', `pgsql=${PORT}`], dir, () => pgbench(dir, SECONDS, rate), { warmup });
+  const run = await withAgent(['--ports', `pgsql=${PORT}`], dir, () => pgbench(dir, SECONDS, rate), { warmup, spendBurstS: SPEND_BURST_S });
   let documents = 0;
   let wrong = 0;
   let other = 0;
@@ -166,6 +188,7 @@ async function agentRound(dir: string, rate?: number): Promise<AgentRound> {
     rssMiB: run.rssMiB,
     kernel: run.stats.kernel ?? {},
     sched: schedOf(run.stats),
+    warmup: warmupOf(run),
     unmatched: run.stats.unmatched ?? NaN,
     parseErrors: run.stats.parse_errors ?? NaN,
     gapBytes: run.stats.gap_bytes ?? NaN,
@@ -224,6 +247,7 @@ async function main(): Promise<void> {
       seconds: SECONDS,
       fixed_rate_tps: RATE,
       agent_warmup_seconds: WARMUP_S,
+      spend_burst_max_s: SPEND_BURST_S,
       rounds: ROUNDS,
       server: 'PostgreSQL 15 (Debian), fsync=off, on 127.0.0.1',
     },
@@ -256,6 +280,8 @@ async function main(): Promise<void> {
     unanswered_after_drops: rounds.map((r) => r.agent.unmatchedDocs),
     kernel_ringbuf_drops: rounds.map((r) => r.agent.kernel.ringbufDrops ?? null),
     agent_sched: schedSummary(rounds.map((r) => r.agent.sched)),
+    // the warm-up repeated while a burst was drained at normal priority: the measured load finds it spent
+    agent_warmups: rounds.map((r) => r.agent.warmup),
     gap_bytes: rounds.map((r) => r.agent.gapBytes),
     /** to weigh the drops: how many kernel events one pgbench transaction makes */
     kernel_events_per_transaction: summarize(rounds.map((r) => (r.agent.kernel.events + r.agent.kernel.ringbufDrops) / r.agent.transactions)),

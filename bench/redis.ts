@@ -2,18 +2,37 @@
  * Redis benchmark: redis-server (apt) driven by redis-benchmark (GET/SET, a
  * bounded number of requests, pipelined), rounds alternating untraced / capture
  * floor / full agent. Prints and writes bench/results/redis-<date>.json.
- * Each agent first gets --warmup-requests of the same load, not measured (see bench/http.ts).
+ * Each agent first gets --warmup-requests of the same load, not measured, repeated
+ * while it drains a burst at normal priority, up to --spend-burst seconds (see bench/http.ts).
  * Then the same three modes below saturation (bench/paced-redis.ts: 16
  * connections, one command at a time, --delay ms between a reply and the next
  * command, as wrk's paced mode in bench/http.ts): added latency, and
  * completeness checked command by command (every SET/GET carries its own key).
- *   node dist/bench/redis.js [--rounds N] [--requests N] [--pipeline P] [--warmup-requests N] [--seconds S] [--delay MS]
+ *   node dist/bench/redis.js [--rounds N] [--requests N] [--pipeline P] [--warmup-requests N] [--spend-burst S] [--seconds S] [--delay MS]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { arg, machine, median, r3, requireTools, schedOf, schedSummary, summarize, withAgent, withFloor, report, runMain, REPO, type SchedFigures } from './common';
+import {
+  arg,
+  machine,
+  median,
+  r3,
+  requireTools,
+  schedOf,
+  schedSummary,
+  SPEND_BURST_DEFAULT_S,
+  summarize,
+  warmupOf,
+  withAgent,
+  withFloor,
+  report,
+  runMain,
+  REPO,
+  type SchedFigures,
+  type WarmupRuns,
+} from './common';
 import type { PacedRedisResult } from './paced-redis';
 
 const PORT = 18320;
@@ -21,6 +40,8 @@ const ROUNDS = arg('rounds', 5);
 const REQUESTS = arg('requests', 200_000);
 const PIPELINE = arg('pipeline', 16);
 const WARMUP_REQUESTS = arg('warmup-requests', 50_000);
+/** The warm-up runs again while sched_idle auto drains a burst at normal priority, up to this many seconds (see bench/common.ts). */
+const SPEND_BURST_S = arg('spend-burst', SPEND_BURST_DEFAULT_S);
 /** Paced rounds: seconds, the delay between a reply and a connection's next command, the agent's warm-up. */
 const PACED_SECONDS = arg('seconds', 5);
 const PACED_DELAY_MS = arg('delay', 2);
@@ -91,25 +112,28 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-redis-bench-'));
   const server = spawn('redis-server', ['--port', String(PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 500));
-  const rounds: Array<{ off: LoadResult; floor: LoadResult; agent: LoadResult; transactions: number; unmatched: number; wrong: number; cpu: number; drops: number; sched: SchedFigures | null }> = [];
+  const rounds: Array<{ off: LoadResult; floor: LoadResult; agent: LoadResult; transactions: number; unmatched: number; wrong: number; cpu: number; drops: number; sched: SchedFigures | null; warmup: WarmupRuns | null }> = [];
   const paced: Array<{ off: PacedRedisResult; floor: PacedRedisResult; agent: PacedRedisResult; transactions: number; unmatched: number; wrong: number; duplicates: number; cpu: number; drops: number; sched: SchedFigures | null }> = [];
   try {
     for (let i = 0; i < ROUNDS; i++) {
       const off = redisBenchmark();
       const floor = await withFloor([PORT], 60, () => redisBenchmark());
       const warmup = WARMUP_REQUESTS > 0 ? () => redisBenchmark(WARMUP_REQUESTS) : undefined;
-      const run = await withAgent(['--ports', `redis=${PORT}`], dir, () => redisBenchmark(), { warmup });
+      const run = await withAgent(['--ports', `redis=${PORT}`], dir, () => redisBenchmark(), { warmup, spendBurstS: SPEND_BURST_S });
       // redis-benchmark's own setup commands (CONFIG GET ...) are real transactions too;
       // what lost events left without their other half is reported unmatched, not wrong
       const ours = run.docs.filter((d) => ['SET', 'GET'].includes(d.method));
       const unmatched = ours.filter((d) => JSON.stringify(d.error ?? '').includes('Unmatched')).length;
       const wrong = ours.filter((d) => d.status !== 'OK' && !JSON.stringify(d.error ?? '').includes('Unmatched')).length;
       const complete = ours.length - unmatched;
-      rounds.push({ off, floor, agent: run.result, transactions: complete, unmatched, wrong, cpu: run.cpuSeconds, drops: run.stats.kernel?.ringbufDrops ?? NaN, sched: schedOf(run.stats) });
+      rounds.push({ off, floor, agent: run.result, transactions: complete, unmatched, wrong, cpu: run.cpuSeconds, drops: run.stats.kernel?.ringbufDrops ?? NaN, sched: schedOf(run.stats), warmup: warmupOf(run) });
       // below saturation: a key prefix per run, so each document is matched to its command
       const pOff = pacedRedis(`pbe-off${i}`);
       const pFloor = await withFloor([PORT], PACED_SECONDS + 10, () => pacedRedis(`pbe-floor${i}`));
-      const pRun = await withAgent(['--ports', `redis=${PORT}`], dir, () => pacedRedis(`pbe-agent${i}`), { warmup: () => pacedRedis(`pbe-warm${i}`, PACED_WARMUP_S) });
+      const pRun = await withAgent(['--ports', `redis=${PORT}`], dir, () => pacedRedis(`pbe-agent${i}`), {
+        warmup: () => pacedRedis(`pbe-warm${i}`, PACED_WARMUP_S),
+        spendBurstS: SPEND_BURST_S,
+      });
       const tally = tallyPaced(pRun.docs, `pbe-agent${i}`);
       paced.push({ off: pOff, floor: pFloor, agent: pRun.result, ...tally, cpu: pRun.cpuSeconds, drops: pRun.stats.kernel?.ringbufDrops ?? NaN, sched: schedOf(pRun.stats) });
       process.stderr.write(
@@ -128,12 +152,15 @@ async function main(): Promise<void> {
     machine: machine(),
     load: { tool: 'redis-benchmark', tests: 'set,get', requests_per_test: REQUESTS, pipeline: PIPELINE, clients: 16, rounds: ROUNDS },
     agent_warmup_requests_per_test: WARMUP_REQUESTS,
+    spend_burst_max_s: SPEND_BURST_S,
     floor_vs_untraced_rps: summarize(rounds.map((r) => total(r.floor) / total(r.off))),
     agent_vs_untraced_rps: summarize(rounds.map((r) => total(r.agent) / total(r.off))),
     agent_vs_floor_rps: { ...summarize(rounds.map((r) => total(r.agent) / total(r.floor))), target: 0.95 },
     completeness: summarize(rounds.map((r) => r.transactions / r.agent.requests)),
     kernel_ringbuf_drops: rounds.map((r) => r.drops),
     agent_sched: schedSummary(rounds.map((r) => r.sched)),
+    // the warm-up repeated while a burst was drained at normal priority: the measured load finds it spent
+    agent_warmups: rounds.map((r) => r.warmup),
     unmatched_after_drops: rounds.map((r) => r.unmatched),
     wrong_documents: rounds.reduce((n, r) => n + r.wrong, 0),
     agent_cpu_seconds_per_10k_txns: summarize(rounds.map((r) => (r.cpu / r.transactions) * 1e4)),
