@@ -47,14 +47,17 @@ function cpuSeconds(pid: number): number {
 }
 
 /**
- * Every thread of the agent on CPU 0 with a busy loop of normal priority (for at
- * most `seconds`): an agent under SCHED_IDLE gets nothing there, so only its
- * watcher can raise it.
+ * Every thread of the agent on CPU 0 with `loops` busy loops of normal priority
+ * (threads of one process, for at most `seconds`): an agent under SCHED_IDLE gets
+ * nothing there, so only its watcher can raise it; at normal priority it gets a
+ * share of CPU 0 beside them.
  */
-function crowdCpu0(pid: number, seconds: number): ChildProcess {
+function crowdCpu0(pid: number, seconds: number, loops = 1): ChildProcess {
   const pin = spawnSync('taskset', ['-a', '-p', '-c', '0', String(pid)], { encoding: 'utf8' });
   assert.equal(pin.status, 0, pin.stderr);
-  return spawn('taskset', ['-c', '0', process.execPath, '-e', `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end);`], { stdio: 'ignore' });
+  const loop = `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end);`;
+  const script = `const { Worker } = require('node:worker_threads'); for (let i = 1; i < ${loops}; i++) new Worker(${JSON.stringify(loop)}, { eval: true }); ${loop}`;
+  return spawn('taskset', ['-c', '0', process.execPath, '-e', script], { stdio: 'ignore' });
 }
 
 /** SIGINT, a clean exit, and the stats of the agent's 'stopping' line. */
@@ -152,9 +155,12 @@ describe('sched_idle auto: a host saturated past the budget gets its CPU back, a
   let loadSeconds = 0;
   let loadCpu = 0;
   let stopping: Record<string, any> | undefined;
+  /** From before the agent started to after it stopped: longer than its life. */
+  let lifeMs = 0;
 
   before(async () => {
     nginx = await startNginx(BUDGET_PORT);
+    const born = Date.now();
     agent = await startAgent({
       protocols: { http: { ports: [BUDGET_PORT] } },
       stats_interval_s: 1,
@@ -165,7 +171,8 @@ describe('sched_idle auto: a host saturated past the budget gets its CPU back, a
     });
     const pid = agent.child.pid!;
     await new Promise((r) => setTimeout(r, 300));
-    hog = crowdCpu0(pid, 40);
+    // six busy loops: at normal priority the agent's threads get a small share of CPU 0
+    hog = crowdCpu0(pid, 40, 6);
     try {
       const cpu0 = cpuSeconds(pid);
       const t0 = Date.now();
@@ -177,6 +184,7 @@ describe('sched_idle auto: a host saturated past the budget gets its CPU back, a
     }
     // CPU 0 is free again: what is left in the ring buffer is drained
     stopping = await stopAgent(agent);
+    lifeMs = Date.now() - born;
   });
 
   after(() => cleanUp(hog, agent, nginx));
@@ -189,11 +197,21 @@ describe('sched_idle auto: a host saturated past the budget gets its CPU back, a
     assert.ok(warned.length >= 1, agent.stderr.join('\n'));
   });
 
-  test('while the load ran it took no more CPU than its budget allows (the burst, the refill, what SCHED_IDLE gets beside a busy loop)', (t) => {
+  test('while the load ran it took no more CPU than its budget allows (the burst, the refill, what SCHED_IDLE gets beside busy loops)', (t) => {
     // without the budget the agent kept up with this load at normal priority, taking far more
     const allowed = BURST_S + SHARE * loadSeconds + 0.01 * loadSeconds + 0.3;
     t.diagnostic(`agent CPU ${loadCpu.toFixed(2)} s over ${loadSeconds.toFixed(1)} s of load (allowed ${allowed.toFixed(2)}), ${requests} requests`);
     assert.ok(loadCpu <= allowed, `agent CPU ${loadCpu.toFixed(2)} s over ${loadSeconds.toFixed(1)} s of load, allowed ${allowed.toFixed(2)} s`);
+  });
+
+  test('nor more time at normal priority than the budget: a second there costs a CPU-second at least, whatever CPU it got beside the busy loops', (t) => {
+    // charged by CPU alone, the agent sharing CPU 0 with the busy loops spent more than this there
+    assert.ok(stopping, agent.stderr.join('\n'));
+    const { normal_ms: normalMs, boosts } = stopping.sched as { normal_ms: number; boosts: number };
+    // each stretch may end up to a look (10 ms) and a policy change late
+    const allowedMs = BURST_S * 1000 + SHARE * lifeMs + 25 * boosts;
+    t.diagnostic(`${normalMs} ms at normal priority in ${boosts} stretches over ${(lifeMs / 1000).toFixed(1)} s (allowed ${allowedMs.toFixed(0)})`);
+    assert.ok(normalMs <= allowedMs, `${normalMs} ms at normal priority in ${boosts} stretches over ${lifeMs} ms, allowed ${allowedMs.toFixed(0)}`);
   });
 
   test('what it could not drain the kernel dropped and counted; what it reported is right', () => {
