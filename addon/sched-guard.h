@@ -12,18 +12,25 @@
 // saturated, long before a ring of megabytes fills.
 // The time at normal priority has a budget, in CPU time of the agent: a bucket
 // of `burst_ms` that refills at `share` of one CPU. Each look while at normal
-// priority costs the CPU the agent used since the last one, or the time that
-// passed if that is more: a second there costs a CPU-second at least, the CPU
-// it had the right to take. (Crowded by many runnable tasks the agent gets
-// less than a CPU, yet each of its wake-ups still preempts them: PostgreSQL
-// at saturation lost ~30% of its speed while an agent charged by CPU alone
-// spent 1.4-2.7 s of each 6 s at normal priority on a 0.5 CPU-s refill.)
+// priority and behind (the ring buffer above `low`) costs the CPU the agent
+// used since the last one, or the time that passed if that is more: a second
+// there costs a CPU-second at least, the CPU it had the right to take. Crowded
+// by many runnable tasks the agent gets less than a CPU, yet each of its
+// wake-ups still preempts them: charged by CPU alone, an agent behind
+// PostgreSQL at saturation spent 1.4-2.7 s of each 6 s at normal priority on a
+// 0.5 CPU-s refill, and PostgreSQL kept 0.716 of the floor's speed (0.883
+// charged so). Caught up, it waits out `hold_ms` at normal priority, asleep:
+// that costs only the CPU it uses.
 // A burst of load is taken at normal priority until the bucket is empty; a
 // host saturated for longer then gets its CPU back (SCHED_IDLE again, the ring
-// buffer left to overflow: the kernel drops and counts), and the agent is
-// raised again only once the bucket holds a quarter of `burst_ms` (no flapping
-// every period). Over time the agent spends at most `share` of the time at
-// normal priority, and takes at most `share` of a CPU there.
+// buffer left to overflow: the kernel drops and counts). It is raised again
+// only once it has caught up under SCHED_IDLE by itself (the ring buffer down
+// to `low`: the saturation is over) and the bucket holds a quarter of
+// `burst_ms`: a host that stays saturated keeps its CPU. (Raised again each
+// time a quarter came back, the agent cost PostgreSQL at saturation ~10% of
+// its speed for stretches of a backlog cut by drops, which added no complete
+// transaction.) Over time the agent spends at most `share` of the time at
+// normal priority behind, and takes at most `share` of a CPU there.
 #ifndef PBE_SCHED_GUARD_H
 #define PBE_SCHED_GUARD_H
 
@@ -61,6 +68,7 @@ class SchedGuard {
     uint64_t boosts;     // times it went back to normal priority
     uint64_t boosted_ms; // time spent at normal priority (the current stretch included)
     uint64_t throttles;  // times the budget ran out while at normal priority
+    bool held;           // the budget ran out and the agent has not caught up since: not raised meanwhile
     double budget_ms;    // ms left in the budget now (CPU ms, or ms at normal priority when more)
     int last_errno;      // the last sched_setscheduler failure (0: none)
   };
@@ -98,6 +106,7 @@ class SchedGuard {
     positions_ = m;
     opt_ = o;
     budget_ms_ = o.burst_ms;
+    held_ = false;
     stop_ = false;
     boosted_ = false;
     // started at this thread's (normal) priority; it then puts every other thread
@@ -129,7 +138,7 @@ class SchedGuard {
     const bool boosted = boosted_.load();
     uint64_t ms = boosted_total_ms_;
     if (boosted) ms += NowMs() - boosted_since_ms_;
-    return Stats{boosted, boosts_, ms, throttles_, budget_ms_, last_errno_};
+    return Stats{boosted, boosts_, ms, throttles_, held_, budget_ms_, last_errno_};
   }
 
  private:
@@ -185,9 +194,9 @@ class SchedGuard {
       const uint64_t fill = producer > consumer ? producer - consumer : 0;
       const uint64_t now = NowMs();
       // the budget: what the agent used at normal priority since the last look (at
-      // least the time that passed), and the refill
+      // least the time that passed while it was behind), and the refill
       const double cpu = ProcessCpuMs();
-      if (boosted_) budget_ms_ -= std::max(cpu - last_cpu, static_cast<double>(now - last_now));
+      if (boosted_) budget_ms_ -= fill > opt_.low ? std::max(cpu - last_cpu, static_cast<double>(now - last_now)) : cpu - last_cpu;
       budget_ms_ = std::min(opt_.burst_ms, budget_ms_ + opt_.share * static_cast<double>(now - last_now));
       last_cpu = cpu;
       last_now = now;
@@ -195,8 +204,10 @@ class SchedGuard {
       else if (waiting_since == 0 || consumer != last_consumer) waiting_since = now;
       last_consumer = consumer;
       const bool starved = waiting_since != 0 && now - waiting_since >= kStarvedMs;
+      // caught up under SCHED_IDLE after the budget ran out: the saturation is over
+      if (held_ && fill <= opt_.low) held_ = false;
       if (!boosted_) {
-        if ((fill >= opt_.high || starved) && budget_ms_ >= opt_.burst_ms / 4) {
+        if ((fill >= opt_.high || starved) && !held_ && budget_ms_ >= opt_.burst_ms / 4) {
           Apply(SCHED_OTHER, self);
           boosted_ = true;
           boosts_++;
@@ -212,6 +223,7 @@ class SchedGuard {
         Apply(SCHED_IDLE, self);
         boosted_ = false;
         throttles_++;
+        held_ = true;
         boosted_total_ms_ += now - boosted_since_ms_;
         last_reapply = now;
       } else if (fill > opt_.low) {
@@ -232,6 +244,7 @@ class SchedGuard {
   Options opt_{};
   double budget_ms_ = 0;  // under mu_ (the watcher holds it except while it sleeps)
   uint64_t throttles_ = 0;
+  bool held_ = false;  // under mu_
   std::thread thread_;
   std::mutex mu_;  // stop_, the counters (the watcher holds it except while it sleeps)
   std::condition_variable cv_;
@@ -269,7 +282,7 @@ inline Napi::Value GuardSchedCall(const Napi::CallbackInfo& info, SchedGuard& gu
   return env.Undefined();
 }
 
-// schedGuard() -> { boosted, boosts, boostedMs, throttles, budgetMs, lastErrno }
+// schedGuard() -> { boosted, boosts, boostedMs, throttles, held, budgetMs, lastErrno }
 inline Napi::Value SchedGuardStats(Napi::Env env, SchedGuard& guard) {
   const SchedGuard::Stats s = guard.stats();
   Napi::Object o = Napi::Object::New(env);
@@ -277,6 +290,7 @@ inline Napi::Value SchedGuardStats(Napi::Env env, SchedGuard& guard) {
   o.Set("boosts", static_cast<double>(s.boosts));
   o.Set("boostedMs", static_cast<double>(s.boosted_ms));
   o.Set("throttles", static_cast<double>(s.throttles));
+  o.Set("held", s.held);
   o.Set("budgetMs", s.budget_ms);
   o.Set("lastErrno", s.last_errno);
   return o;

@@ -312,14 +312,16 @@ export const configSchema = z.strictObject({
    * sched_idle auto's budget for normal priority, in the agent's CPU time: it refills
    * at this share of one CPU (0.1: over time the agent takes at most a tenth of a CPU
    * from the applications at normal priority, and spends at most a tenth of the time
-   * there: a second at normal priority costs a CPU-second at least, whatever CPU the
-   * agent got; 1 or more: no limit in practice)...
+   * there behind: a second at normal priority while its ring buffer holds more than
+   * 1/64 costs a CPU-second at least, whatever CPU the agent got; 1 or more: no limit
+   * in practice)...
    */
   sched_boost_cpu: z.number().gt(0).max(64).default(0.1),
   /**
    * ...and holds up to this many CPU-seconds (at most as many seconds at normal
-   * priority): a burst of load is drained at normal priority until they are spent
-   * (the agent is raised again once a quarter is back).
+   * priority): a burst of load is drained at normal priority until they are spent.
+   * Spent, the agent stays under SCHED_IDLE until it has caught up by itself (the
+   * saturation is over: a host that stays saturated keeps its CPU) and a quarter is back.
    */
   sched_boost_burst_s: z.number().gt(0).max(3600).default(2),
   /** Seconds between stats lines on stderr (0: only at exit). */

@@ -37,6 +37,7 @@ function schedFigures(g: SchedGuardState) {
     boosts: g.boosts,
     normal_ms: g.boostedMs,
     throttles: g.throttles,
+    held: g.held,
     budget_ms: Math.round(g.budgetMs),
     ...(g.lastErrno !== 0 ? { last_errno: g.lastErrno } : {}),
   };
@@ -172,7 +173,7 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
     if (throttles <= throttlesSaid || Date.now() - throttleSaidAt < THROTTLE_LOG_MS) return;
     log.warn(
       { throttles, since_last: throttles - throttlesSaid, sched_boost_cpu: config.sched_boost_cpu, sched_boost_burst_s: config.sched_boost_burst_s },
-      'sched_idle auto: the budget for normal priority is spent; the agent yields the CPU to the applications and the kernel drops what it cannot drain (counted: kernel.ringbufDrops)',
+      'sched_idle auto: the budget for normal priority is spent; the agent yields the CPU to the applications until it has caught up under SCHED_IDLE, and the kernel drops what it cannot drain (counted: kernel.ringbufDrops)',
     );
     throttlesSaid = throttles;
     throttleSaidAt = Date.now();

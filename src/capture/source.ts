@@ -32,7 +32,9 @@ export interface SchedGuardState {
   boostedMs: number;
   /** times the budget ran out at normal priority (the agent yielded, the kernel dropped what it could not drain) */
   throttles: number;
-  /** CPU ms left in the budget for normal priority */
+  /** the budget ran out and the agent has not caught up since (under SCHED_IDLE): it is not raised meanwhile */
+  held: boolean;
+  /** ms left in the budget for normal priority (CPU ms; a ms there costs one at least) */
   budgetMs: number;
   /** the last errno of sched_setscheduler (0: none) */
   lastErrno: number;

@@ -147,7 +147,8 @@ describe('sched_idle auto: a host saturated past the budget gets its CPU back, a
   /** 0.2 CPU-seconds at normal priority in one go, refilled at 2% of a CPU. */
   const BURST_S = 0.2;
   const SHARE = 0.02;
-  const LOAD_REQUESTS = 40_000;
+  /** Long enough (5-10 s here) for a quarter of the budget to come back while the host is saturated. */
+  const LOAD_REQUESTS = 80_000;
   let nginx: RunningServer;
   let agent: AgentRun;
   let hog: ChildProcess | undefined;
@@ -182,7 +183,13 @@ describe('sched_idle auto: a host saturated past the budget gets its CPU back, a
     } finally {
       hog.kill('SIGKILL');
     }
-    // CPU 0 is free again: what is left in the ring buffer is drained
+    // CPU 0 is free again: under SCHED_IDLE the agent drains what is left and catches up
+    const lines = agent.stderr.length;
+    await until(
+      'the agent caught up (no longer held under SCHED_IDLE)',
+      () => agent.stderr.slice(lines).some((l) => (JSON.parse(l) as Record<string, any>).stats?.sched?.held === false),
+      15_000,
+    );
     stopping = await stopAgent(agent);
     lifeMs = Date.now() - born;
   });
@@ -195,6 +202,14 @@ describe('sched_idle auto: a host saturated past the budget gets its CPU back, a
     assert.ok(stopping.sched.throttles >= 1, JSON.stringify(stopping.sched));
     const warned = agent.stderr.map((l) => JSON.parse(l) as Record<string, any>).filter((l) => l.level === 40 && String(l.msg).includes('budget for normal priority is spent'));
     assert.ok(warned.length >= 1, agent.stderr.join('\n'));
+  });
+
+  test('raised once: spent while the host stayed saturated, it was not raised again until it had caught up', () => {
+    // raised again each time a quarter of the budget was back, it took the CPU in stretches for a backlog cut by drops
+    assert.ok(stopping, agent.stderr.join('\n'));
+    assert.equal(stopping.sched.boosts, 1, JSON.stringify(stopping.sched));
+    assert.equal(stopping.sched.throttles, 1, JSON.stringify(stopping.sched));
+    assert.equal(stopping.sched.held, false, JSON.stringify(stopping.sched));
   });
 
   test('while the load ran it took no more CPU than its budget allows (the burst, the refill, what SCHED_IDLE gets beside busy loops)', (t) => {

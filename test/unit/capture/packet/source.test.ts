@@ -66,7 +66,7 @@ function fakeBinding() {
     }
     guardSched() {}
     schedGuard() {
-      return { boosted: false, boosts: 0, boostedMs: 0, throttles: 0, budgetMs: 2000, lastErrno: 0 };
+      return { boosted: false, boosts: 0, boostedMs: 0, throttles: 0, held: false, budgetMs: 2000, lastErrno: 0 };
     }
     programs() {
       return [1];
