@@ -146,13 +146,17 @@ export interface AgentRun<T> {
 }
 
 /**
- * Pause between the warm-up load and the measured one: the agent drains what the
- * warm-up left. Not until it is done: at saturation an agent still behind (its ring
- * buffer full, the kernel dropping) is the regime measured. Waiting until it was idle
- * (tried on 2026-12-07) measured a fresh burst after a quiet spell instead, its budget
- * refilled meanwhile: HTTP at 0.70-0.78 of the floor's speed against 0.955.
+ * Pause between the warm-up load and the measured one, and the agent's stats
+ * interval then (its counters are read from the next stats line after the pause):
+ * short, so the measured load follows the warm-up with no lull. At saturation an
+ * agent still behind (its ring buffer full, the kernel dropping) is the regime
+ * measured; in a lull it catches up, and sched_idle auto may raise it again (the
+ * saturation was over). Until 2026-12-07's sixth run: 500 ms and a stats line a
+ * second, a lull of 0.5-1.5 s; waiting until the agent was idle (tried that day)
+ * measured a fresh burst after a quiet spell, its budget refilled meanwhile.
  */
-const WARMUP_SETTLE_MS = 500;
+const WARMUP_SETTLE_MS = 100;
+const WARMUP_STATS_INTERVAL_S = 0.1;
 /** The stats line's fields that count up from the agent's start (the others are rates and levels). */
 const STATS_COUNTERS = [
   'events',
@@ -232,8 +236,8 @@ export async function withAgent<T>(
 ): Promise<AgentRun<Awaited<T>>> {
   const docsFile = path.join(dir, 'docs.ndjson');
   const out = fs.openSync(docsFile, 'w');
-  // after a warm-up the counters are read from a stats line between it and the load (one a second)
-  const interval = warmup && statsIntervalS === 0 ? 1 : statsIntervalS;
+  // after a warm-up the counters are read from a stats line between it and the load
+  const interval = warmup && statsIntervalS === 0 ? WARMUP_STATS_INTERVAL_S : statsIntervalS;
   let nextStats: ((stats: Record<string, any>) => void) | undefined;
   const child = spawn(process.execPath, [path.join(REPO, 'bin/packetbeat-ebpf'), 'run', '--stats-interval', String(interval), ...args], {
     stdio: ['ignore', out, 'pipe'],

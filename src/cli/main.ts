@@ -48,6 +48,13 @@ function intArg(name: string) {
   };
 }
 
+function secondsArg(name: string) {
+  return (v: string): number => {
+    if (!/^\d+(\.\d+)?$/.test(v)) throw new InvalidArgumentError(`${name} must be a number of seconds (e.g. 30 or 0.5)`);
+    return Number(v);
+  };
+}
+
 function niceArg(v: string): number {
   if (!/^-?\d+$/.test(v) || Number(v) < -20 || Number(v) > 19) throw new InvalidArgumentError('--nice must be a whole number from -20 to 19');
   return Number(v);
@@ -127,7 +134,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--mode <mode>', 'capture mode: auto (default: the best that attaches), syscall, kprobe, or packet (AF_PACKET: traffic of other hosts and namespaces)')
     .option('--max-payload <bytes>', 'bytes of payload head copied per syscall (64-16384)', intArg('--max-payload'))
     .option('--pid <pid>', 'trace only this process (repeatable)', collect(intArg('--pid')))
-    .option('--stats-interval <seconds>', 'seconds between stats lines on stderr (0: only at exit)', intArg('--stats-interval'))
+    .option('--stats-interval <seconds>', 'seconds between stats lines on stderr, fractions allowed (0: only at exit)', secondsArg('--stats-interval'))
     .option('--nice <n>', "the agent's CPU priority, -20..19 (above 0: it yields to the traced applications on a saturated host; what it cannot keep up with is dropped and counted)", niceArg)
     .option(
       '--sched-idle [auto|off]',
