@@ -151,7 +151,7 @@ export interface AgentRun<T> {
  * short, so the measured load follows the warm-up with no lull. At saturation an
  * agent still behind (its ring buffer full, the kernel dropping) is the regime
  * measured; in a lull it catches up, and sched_idle auto may raise it again (the
- * saturation was over). Until 2026-12-07's sixth run: 500 ms and a stats line a
+ * saturation was over). Until 2026-12-07's fifth run: 500 ms and a stats line a
  * second, a lull of 0.5-1.5 s; waiting until the agent was idle (tried that day)
  * measured a fresh burst after a quiet spell, its budget refilled meanwhile.
  */

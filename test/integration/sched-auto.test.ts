@@ -219,7 +219,7 @@ describe('sched_idle auto: a host saturated past the budget gets its CPU back, a
     assert.ok(loadCpu <= allowed, `agent CPU ${loadCpu.toFixed(2)} s over ${loadSeconds.toFixed(1)} s of load, allowed ${allowed.toFixed(2)} s`);
   });
 
-  test('nor more time at normal priority than the budget: a second there costs a CPU-second at least, whatever CPU it got beside the busy loops', (t) => {
+  test('nor more time at normal priority behind than the budget: a second there costs a CPU-second at least, whatever CPU it got beside the busy loops', (t) => {
     // charged by CPU alone, the agent sharing CPU 0 with the busy loops spent more than this there
     assert.ok(stopping, agent.stderr.join('\n'));
     const { normal_ms: normalMs, boosts } = stopping.sched as { normal_ms: number; boosts: number };
