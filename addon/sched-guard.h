@@ -271,11 +271,13 @@ inline Napi::Value GuardSchedCall(const Napi::CallbackInfo& info, SchedGuard& gu
   const char* keys[5] = {"highBytes", "lowBytes", "holdMs", "boostShare", "burstMs"};
   for (int i = 0; i < 5; i++) {
     Napi::Value x = o.Get(keys[i]);
-    if (!x.IsNumber() || !(x.As<Napi::Number>().DoubleValue() >= 0) || (i >= 3 && !(x.As<Napi::Number>().DoubleValue() > 0))) {
+    const double d = x.IsNumber() ? x.As<Napi::Number>().DoubleValue() : -1;
+    // NaN fails both; the budget's share and size must be above 0
+    if (!(i < 3 ? d >= 0 : d > 0)) {
       Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    v[i] = x.As<Napi::Number>().DoubleValue();
+    v[i] = d;
   }
   SchedGuard::Options opts{static_cast<uint64_t>(v[0]), static_cast<uint64_t>(v[1]), static_cast<uint64_t>(v[2]), v[3], v[4]};
   const int err = guard.Start(map_fd, opts);

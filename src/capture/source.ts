@@ -9,7 +9,6 @@ export interface CaptureSink {
   onBatchEnd(): void;
 }
 
-/** addon/sched-guard.h's figures. */
 /** What sched_idle auto watches for (addon/sched-guard.h). */
 export interface SchedGuardOptions {
   /** Ring buffer bytes from which the agent goes to normal priority. */
@@ -23,6 +22,7 @@ export interface SchedGuardOptions {
   burstMs: number;
 }
 
+/** addon/sched-guard.h's figures. */
 export interface SchedGuardState {
   /** at normal priority now (the agent fell behind) */
   boosted: boolean;

@@ -246,7 +246,7 @@ export function createAttributor(options: AttributorOptions): Attributor {
   const scanned = new Map<number, { inodes: number[]; at: number; costMs: number; first: number }>();
   let fullQueue: number[] = [];
   let fullAt = -Infinity;
-  /** What the last full round cost (its slices together): it sets when the next may start. */
+  /** How long the last full round took, from its first slice's start to its last's end (the time between slices included): it sets when the next may start. */
   let fullCostMs = 0;
   let fullStarted = 0;
   const clientHints = new Map<string, number[]>();

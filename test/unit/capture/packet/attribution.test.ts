@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
-import { createAttributor, namespaceInode, socketInode, TCP_LISTEN, type FoundSocket, type SocketLookup } from '../../../../src/capture/packet/attribution';
+import { createAttributor, namespaceInode, socketInode, TCP_LISTEN, type Attributor, type FoundSocket, type SocketLookup } from '../../../../src/capture/packet/attribution';
 import { formatIpv4, formatIpv6 } from '../../../../src/util/ip';
 
 const ESTABLISHED = 1;
@@ -175,20 +175,28 @@ describe('process attribution', () => {
     assert.equal(a.stats().fdScans, scans);
   });
 
-  test("an old process's connection newer than the last full rescan: the next rescan starts sooner than the usual interval", () => {
+  /**
+   * java, running since before the agent, read by a full rescan at t = 1000 (made by
+   * another flow's socket that no process holds), then connects. Each look at /proc
+   * costs 10 ms on the cost clock: the round ~40 ms (the next due 400 ms after it),
+   * java's read 10 ms (read again after 100 ms, or 20 for a newer connection).
+   */
+  function javaConnectsAfterARescan(): { a: Attributor; at: (ms: number) => void } {
     let t = 0;
     let clock = 0;
     host.process(800, 'java', [40]);
-    // each look at /proc costs 10 ms on this clock: a full rescan ~40 ms, the next due 400 ms after it
     const a = createAttributor({ openLookup: host.openLookup, procRoot: host.root, now: () => t, budgetMs: 1000, costClock: () => (clock += 10) });
-    // another flow's socket that no process holds makes a full rescan at t = 1000
     t = 1000;
     host.sockets.push({ ns: OWN_NS, local: '127.0.0.1:39999', remote: '127.0.0.1:8080', state: ESTABLISHED, inode: 30 });
     assert.equal(a.attribute({ family: 4, client: { ip: '127.0.0.1', port: 39999 }, server: S }).client, undefined);
-    // then java, running since before the agent, connects
     host.addFd(800, 41, 10);
     host.sockets.push({ ns: OWN_NS, local: '127.0.0.1:40000', remote: '127.0.0.1:8080', state: ESTABLISHED, inode: 41 });
-    t = 1100;
+    return { a, at: (ms) => (t = ms) };
+  }
+
+  test("an old process's connection newer than the last full rescan: the next rescan starts sooner than the usual interval", () => {
+    const { a, at } = javaConnectsAfterARescan();
+    at(1100);
     // seen before that rescan started: it could have read the socket, so none starts yet
     assert.equal(a.attribute({ ...flow, seenAtMs: 990 }).client, undefined);
     // seen after it started: it cannot have, so one starts (after twice its cost, not ten times)
@@ -196,18 +204,9 @@ describe('process attribution', () => {
   });
 
   test("that sooner rescan reads again a process it read moments ago, when that read ended before the connection was seen", () => {
-    let t = 0;
-    let clock = 0;
-    host.process(800, 'java', [40]);
-    // reads of /proc cost 10 ms each on this clock: java's read 10 ms (read again after 100 ms, or 20 for a newer connection)
-    const a = createAttributor({ openLookup: host.openLookup, procRoot: host.root, now: () => t, budgetMs: 1000, costClock: () => (clock += 10) });
-    t = 1000;
-    host.sockets.push({ ns: OWN_NS, local: '127.0.0.1:39999', remote: '127.0.0.1:8080', state: ESTABLISHED, inode: 30 });
-    assert.equal(a.attribute({ family: 4, client: { ip: '127.0.0.1', port: 39999 }, server: S }).client, undefined);
-    host.addFd(800, 41, 10);
-    host.sockets.push({ ns: OWN_NS, local: '127.0.0.1:40000', remote: '127.0.0.1:8080', state: ESTABLISHED, inode: 41 });
+    const { a, at } = javaConnectsAfterARescan();
     // 90 ms later: past twice the round's cost (80) and twice java's (20), short of ten times java's (100)
-    t = 1090;
+    at(1090);
     assert.equal(a.attribute({ ...flow, seenAtMs: 1050 }).client?.pid, 800);
   });
 
