@@ -12,6 +12,16 @@ export const AGENT_VERSION: string = (require('../../../package.json') as { vers
 /** A transaction document: ECS/Packetbeat field names, plain JSON. */
 export type TxnDocument = Record<string, unknown>;
 
+/**
+ * Marks a document as buildDocument made it: nobody edits one after (processors
+ * copy it first, with structuredClone or into a new object, and neither copies
+ * a symbol), so documentJson may write its fixed parts as they are. A property
+ * set in the literal, not an entry per document in a WeakSet: ~4% less
+ * pipeline CPU (bench/pipeline's recording, 12 alternating processes; set
+ * after the literal, it gained nothing).
+ */
+const BUILT = Symbol('built by buildDocument');
+
 export interface DocumentContext {
   /** monotonic ns → wall-clock ms */
   toWallMs(monoNs: number): number;
@@ -218,6 +228,7 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
     server,
     network: extraNetwork && typeof extraNetwork === 'object' ? { ...network, ...extraNetwork } : network,
     related: extraRelated && typeof extraRelated === 'object' ? { ip: relatedIp, ...extraRelated } : { ip: relatedIp },
+    [BUILT]: true,
   };
   // process.* is the serving process when known (as Packetbeat prefers the destination)
   const owner = serverProcess ?? clientProcess;
@@ -242,7 +253,6 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
   doc.agent = shared.agent;
   doc.host = shared.host;
   doc.ecs = shared.ecs;
-  built.add(doc);
   if (ctx.keepViews !== false) {
     documentViews.set(doc, {
       client: txn.client && viewTiming(txn.client, ctx),
@@ -251,9 +261,6 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
   }
   return doc;
 }
-
-// Documents as buildDocument made them (nobody edits one after: processors copy it first).
-const built = new WeakSet<TxnDocument>();
 
 /**
  * A document's JSON text, the same as JSON.stringify(doc): for a document from
@@ -265,7 +272,7 @@ const built = new WeakSet<TxnDocument>();
  * transactions/s, where the agent's caches are cold (README: Benchmarks).
  */
 export function documentJson(doc: TxnDocument): string {
-  if (!built.has(doc)) return JSON.stringify(doc);
+  if ((doc as { [BUILT]?: true })[BUILT] !== true) return JSON.stringify(doc);
   let out = '{';
   let sep = '';
   // in the document's own key order: the protocol's fields sit between the common ones

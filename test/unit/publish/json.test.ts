@@ -143,6 +143,15 @@ describe('document JSON', () => {
     assert.equal(documentJson(structuredClone(doc)), documentJson(doc));
   });
 
+  test('an edited copy is not taken for a document as buildDocument made it', () => {
+    const copy = structuredClone(docs[0]);
+    const event = copy.event as Record<string, unknown>;
+    delete event.id;
+    event.reason = 'edited';
+    copy.client = { ip: '192.0.2.1' };
+    assert.equal(documentJson(copy), JSON.stringify(copy));
+  });
+
   test("a shared object's text is kept from when it was shared (documents never edit one)", () => {
     const shared = shareJson({ pid: 1, name: 'a' });
     shared.name = 'b';
