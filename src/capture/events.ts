@@ -42,8 +42,12 @@ const COMM_SIZE = F.comm.size;
 // commAt compares the name as four 32-bit words
 if (COMM_SIZE !== 16) throw new Error(`comm is ${COMM_SIZE} bytes in the layout; events.ts reads 16`);
 
-function u64(buf: Buffer, at: number): number {
-  return buf.readUInt32LE(at + 4) * TWO_32 + buf.readUInt32LE(at);
+// Fields are read through a DataView of the batch, not with Buffer's readUInt32LE:
+// its reads compile to plain loads, where the method's load was a generic
+// inline-cache call in the optimised code and its calls were not inlined (`perf`);
+// ~9% less pipeline CPU (bench/pipeline's recording, 2 × 20 alternating processes)
+function u64(dv: DataView, at: number): number {
+  return dv.getUint32(at + 4, true) * TWO_32 + dv.getUint32(at, true);
 }
 
 // Events repeat a few addresses and task names: their text is cached (bounded),
@@ -51,8 +55,8 @@ function u64(buf: Buffer, at: number): number {
 const TEXT_CACHE_MAX = 4096;
 const v4Text = new Map<number, string>();
 
-function ipv4At(buf: Buffer, at: number): string {
-  const key = buf.readUInt32LE(at);
+function ipv4At(buf: Buffer, dv: DataView, at: number): string {
+  const key = dv.getUint32(at, true);
   let text = v4Text.get(key);
   if (text === undefined) {
     if (v4Text.size >= TEXT_CACHE_MAX) v4Text.clear();
@@ -63,8 +67,8 @@ function ipv4At(buf: Buffer, at: number): string {
 }
 
 /** A v4-mapped IPv6 address (::ffff:a.b.c.d) is given as its IPv4 address. */
-function ipv6At(buf: Buffer, at: number): string {
-  if (buf.readUInt32LE(at) === 0 && buf.readUInt32LE(at + 4) === 0 && buf.readUInt32LE(at + 8) === 0xffff0000) return ipv4At(buf, at + 12);
+function ipv6At(buf: Buffer, dv: DataView, at: number): string {
+  if (dv.getUint32(at, true) === 0 && dv.getUint32(at + 4, true) === 0 && dv.getUint32(at + 8, true) === 0xffff0000) return ipv4At(buf, dv, at + 12);
   return formatIpv6(buf, at);
 }
 
@@ -82,11 +86,11 @@ const commByTid = new Map<number, CommEntry>();
  * The task name: NUL-terminated, at most 16 bytes. Events of a thread repeat
  * its name: the decoded text is reused while the bytes are the same.
  */
-function commAt(buf: Buffer, at: number, tid: number): string {
-  const w0 = buf.readUInt32LE(at);
-  const w1 = buf.readUInt32LE(at + 4);
-  const w2 = buf.readUInt32LE(at + 8);
-  const w3 = buf.readUInt32LE(at + 12);
+function commAt(buf: Buffer, dv: DataView, at: number, tid: number): string {
+  const w0 = dv.getUint32(at, true);
+  const w1 = dv.getUint32(at + 4, true);
+  const w2 = dv.getUint32(at + 8, true);
+  const w3 = dv.getUint32(at + 12, true);
   const known = commByTid.get(tid);
   if (known !== undefined && known.w0 === w0 && known.w1 === w1 && known.w2 === w2 && known.w3 === w3) return known.text;
   let end = at;
@@ -97,6 +101,33 @@ function commAt(buf: Buffer, at: number, tid: number): string {
   return text;
 }
 
+// The layout's offsets, read once: decodeBatch reads ~20 fields an event, and each
+// `F.x.offset` is three property loads through the layout module's exports
+const HEADER = EVENT_HEADER_SIZE;
+const O_CAP_LEN = F.cap_len.offset;
+const O_CGROUP_ID = F.cgroup_id.offset;
+const O_COMM = F.comm.offset;
+const O_DADDR = F.daddr.offset;
+const O_DIR = F.dir.offset;
+const O_DPORT = F.dport.offset;
+const O_ENTER_NS = F.enter_ns.offset;
+const O_FAMILY = F.family.offset;
+const O_FD = F.fd.offset;
+const O_KIND = F.kind.offset;
+const O_LEN = F.len.offset;
+const O_NETNS = F.netns.offset;
+const O_PPID = F.ppid.offset;
+const O_SADDR = F.saddr.offset;
+const O_SEQ = F.seq.offset;
+const O_SOCK_ID = F.sock_id.offset;
+const O_SOURCE = F.source.offset;
+const O_SPORT = F.sport.offset;
+const O_TAIL_LEN = F.tail_len.offset;
+const O_TGID = F.tgid.offset;
+const O_TID = F.tid.offset;
+const O_TS_NS = F.ts_ns.offset;
+const O_UID = F.uid.offset;
+
 const EMPTY = Buffer.alloc(0);
 
 export class BatchFormatError extends Error {}
@@ -106,45 +137,46 @@ export class BatchFormatError extends Error {}
  * A truncated record ends the batch with an error after the good events.
  */
 export function decodeBatch(batch: Buffer, onEvent: (event: CaptureEvent) => void): void {
+  const dv = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
   let at = 0;
   while (at < batch.length) {
-    if (batch.length - at < EVENT_HEADER_SIZE) {
+    if (batch.length - at < HEADER) {
       throw new BatchFormatError(`batch ends inside an event header at byte ${at}`);
     }
-    const capLen = batch.readUInt32LE(at + F.cap_len.offset);
-    const tailLen = batch.readUInt32LE(at + F.tail_len.offset);
-    const end = at + EVENT_HEADER_SIZE + capLen;
+    const capLen = dv.getUint32(at + O_CAP_LEN, true);
+    const tailLen = dv.getUint32(at + O_TAIL_LEN, true);
+    const end = at + HEADER + capLen;
     if (end > batch.length) throw new BatchFormatError(`event at byte ${at} runs past the batch`);
     if (tailLen > capLen) throw new BatchFormatError(`event at byte ${at} has a tail longer than its payload`);
-    const tid = batch.readUInt32LE(at + F.tid.offset);
+    const tid = dv.getUint32(at + O_TID, true);
     const payloadEnd = end - tailLen;
-    const familyRaw = batch[at + F.family.offset];
+    const familyRaw = batch[at + O_FAMILY];
     const family = familyRaw === 10 ? 6 : 4;
     const v6 = family === 6;
     onEvent({
-      kind: batch[at + F.kind.offset] as EventKind,
-      dir: batch[at + F.dir.offset] as EventDir,
-      tsNs: u64(batch, at + F.ts_ns.offset),
-      enterNs: u64(batch, at + F.enter_ns.offset),
-      cgroupId: u64(batch, at + F.cgroup_id.offset),
-      sockId: u64(batch, at + F.sock_id.offset),
-      tgid: batch.readUInt32LE(at + F.tgid.offset),
+      kind: batch[at + O_KIND] as EventKind,
+      dir: batch[at + O_DIR] as EventDir,
+      tsNs: u64(dv, at + O_TS_NS),
+      enterNs: u64(dv, at + O_ENTER_NS),
+      cgroupId: u64(dv, at + O_CGROUP_ID),
+      sockId: u64(dv, at + O_SOCK_ID),
+      tgid: dv.getUint32(at + O_TGID, true),
       tid,
-      ppid: batch.readUInt32LE(at + F.ppid.offset),
-      uid: batch.readUInt32LE(at + F.uid.offset),
-      len: batch.readUInt32LE(at + F.len.offset),
-      seq: batch.readUInt32LE(at + F.seq.offset),
-      fd: batch.readUInt32LE(at + F.fd.offset),
+      ppid: dv.getUint32(at + O_PPID, true),
+      uid: dv.getUint32(at + O_UID, true),
+      len: dv.getUint32(at + O_LEN, true),
+      seq: dv.getUint32(at + O_SEQ, true),
+      fd: dv.getUint32(at + O_FD, true),
       family,
-      localIp: v6 ? ipv6At(batch, at + F.saddr.offset) : ipv4At(batch, at + F.saddr.offset),
-      localPort: batch.readUInt16LE(at + F.sport.offset),
-      remoteIp: v6 ? ipv6At(batch, at + F.daddr.offset) : ipv4At(batch, at + F.daddr.offset),
-      remotePort: batch.readUInt16LE(at + F.dport.offset),
-      source: batch[at + F.source.offset],
-      comm: commAt(batch, at + F.comm.offset, tid),
-      netns: batch.readUInt32LE(at + F.netns.offset),
+      localIp: v6 ? ipv6At(batch, dv, at + O_SADDR) : ipv4At(batch, dv, at + O_SADDR),
+      localPort: dv.getUint16(at + O_SPORT, true),
+      remoteIp: v6 ? ipv6At(batch, dv, at + O_DADDR) : ipv4At(batch, dv, at + O_DADDR),
+      remotePort: dv.getUint16(at + O_DPORT, true),
+      source: batch[at + O_SOURCE],
+      comm: commAt(batch, dv, at + O_COMM, tid),
+      netns: dv.getUint32(at + O_NETNS, true),
       // payload-less events (a shadowed socket's) and tail-less ones share one empty buffer
-      payload: payloadEnd > at + EVENT_HEADER_SIZE ? batch.subarray(at + EVENT_HEADER_SIZE, payloadEnd) : EMPTY,
+      payload: payloadEnd > at + HEADER ? batch.subarray(at + HEADER, payloadEnd) : EMPTY,
       tail: tailLen > 0 ? batch.subarray(payloadEnd, end) : EMPTY,
     });
     at = end;
