@@ -277,6 +277,7 @@ export function documentJson(doc: TxnDocument): string {
   let sep = '';
   // in the document's own key order: the protocol's fields sit between the common ones
   for (const key in doc) {
+    if (!Object.hasOwn(doc, key)) continue; // an enumerable key someone put on Object.prototype
     const v = doc[key];
     let part: string | undefined;
     switch (key) {

@@ -152,6 +152,20 @@ describe('document JSON', () => {
     assert.equal(documentJson(copy), JSON.stringify(copy));
   });
 
+  test('an enumerable key added to Object.prototype is not written (JSON.stringify writes own keys only)', () => {
+    const doc = structuredClone(docs[0]);
+    const built = docs[0];
+    const proto = Object.prototype as Record<string, unknown>;
+    proto.polluted = 'x';
+    try {
+      assert.equal(documentJson(built), JSON.stringify(built));
+      assert.equal(documentJson(doc), JSON.stringify(doc));
+      assert.equal(jsonValue({ a: { b: 1 } }), '{"a":{"b":1}}');
+    } finally {
+      delete proto.polluted;
+    }
+  });
+
   test("a shared object's text is kept from when it was shared (documents never edit one)", () => {
     const shared = shareJson({ pid: 1, name: 'a' });
     shared.name = 'b';
