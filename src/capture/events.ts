@@ -45,7 +45,7 @@ if (COMM_SIZE !== 16) throw new Error(`comm is ${COMM_SIZE} bytes in the layout;
 // Fields are read through a DataView of the batch, not with Buffer's readUInt32LE:
 // its reads compile to plain loads, where the method's load was a generic
 // inline-cache call in the optimised code and its calls were not inlined (`perf`);
-// ~9% less pipeline CPU (bench/pipeline's recording, 2 × 20 alternating processes)
+// 9–14% less pipeline CPU (bench/pipeline's recording, two runs of 20 alternating processes)
 function u64(dv: DataView, at: number): number {
   return dv.getUint32(at + 4, true) * TWO_32 + dv.getUint32(at, true);
 }
