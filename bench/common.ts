@@ -344,6 +344,28 @@ export function summarize(xs: number[]): { median: number; spread: number[] } {
   return { median: r3(median(xs)), spread: spread(xs).map(r3) };
 }
 
+/** Geometric mean of the ratios and a 95% bootstrap interval of it (seeded: the same pairs, the same interval). */
+export function ratioInterval(ratios: number[], draws = 4000): { geomean: number; low: number; high: number } {
+  const logs = ratios.map(Math.log);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  let seed = 0x9e3779b9;
+  const random = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 2 ** 32;
+  };
+  const means: number[] = [];
+  for (let d = 0; d < draws; d++) {
+    let sum = 0;
+    for (let i = 0; i < logs.length; i++) sum += logs[Math.floor(random() * logs.length)];
+    means.push(sum / logs.length);
+  }
+  means.sort((a, b) => a - b);
+  const r3 = (x: number) => Math.round(Math.exp(x) * 1000) / 1000;
+  return { geomean: r3(mean(logs)), low: r3(means[Math.floor(draws * 0.025)]), high: r3(means[Math.ceil(draws * 0.975) - 1]) };
+}
+
 export function writeResult(name: string, summary: object): string {
   const out = path.join(REPO, 'bench/results', `${name}-${new Date().toISOString().slice(0, 10)}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { countersSince, schedOf, schedSummary } from '../../../bench/common';
+import { countersSince, ratioInterval, schedOf, schedSummary } from '../../../bench/common';
 
 describe("bench: an agent's counters over the measured part of a run", () => {
   test("counters, kernel counters and sched_idle auto's boosts are taken since the warm-up; the policy is the end's", () => {
@@ -16,5 +16,19 @@ describe("bench: an agent's counters over the measured part of a run", () => {
     assert.equal(schedOf({ events: 1 }), null);
     assert.equal(schedOf(countersSince({ events: 2 }, { events: 1 })), null);
     assert.deepEqual(schedSummary([{ boosts: 1, normal_ms: 12.4, policy: 'idle' }, null]), { boosts: [1, null], normal_ms: [12, null] });
+  });
+});
+
+describe('ratioInterval', () => {
+  test('the geometric mean of paired ratios, inside its bootstrap interval; the same ratios, the same interval', () => {
+    assert.deepEqual(ratioInterval([0.9, 0.9, 0.9]), { geomean: 0.9, low: 0.9, high: 0.9 });
+    const ratios = [0.85, 0.92, 0.88, 0.95, 0.9, 0.87, 0.93, 0.91];
+    const r = ratioInterval(ratios);
+    assert.equal(r.geomean, Math.round(Math.exp(ratios.reduce((s, x) => s + Math.log(x), 0) / ratios.length) * 1000) / 1000);
+    assert.ok(r.low < r.geomean && r.geomean < r.high && r.high < 0.95, JSON.stringify(r));
+    assert.deepEqual(ratioInterval(ratios), r);
+    // one ratio far off widens the interval
+    const wide = ratioInterval([...ratios.slice(1), 1.4]);
+    assert.ok(wide.high - wide.low > r.high - r.low, JSON.stringify(wide));
   });
 });

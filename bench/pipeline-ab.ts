@@ -1,0 +1,152 @@
+/**
+ * Before/after of the agent's user-space work: one recording of the kernel's
+ * events (bench/pipeline's, or the agent's own `--record`) played through two
+ * builds, each pair of plays in two fresh processes, alternating which goes
+ * first. A build is a checkout whose dist/ is compiled (`npx tsc -p
+ * tsconfig.json`); the modules the play needs are loaded from it.
+ *
+ * Why processes: two builds played in one process share V8's heap and the
+ * inline caches of Node's own functions (Buffer's methods, streams), and there
+ * a change that alters object shapes measured 20% worse in one pairing and 3%
+ * better in another. Each process plays the recording --plays times and
+ * reports the median of all but the first (the JIT's warm-up).
+ *
+ * Prints each build's median CPU µs per transaction and the geometric mean of
+ * the paired ratios after/before, with a 95% bootstrap interval (an A/A run of
+ * one build gave 1.008 [0.988, 1.025] with 20 pairs here).
+ *   node dist/bench/pipeline-ab.js --file F.pberec --before DIR [--after DIR] [--pairs 12] [--plays 6]
+ * (--after defaults to this checkout)
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type * as PipelineModule from '../src/agent/pipeline';
+import type * as EventsModule from '../src/capture/events';
+import type * as RecordingModule from '../src/capture/recording';
+import type * as ConfigModule from '../src/config';
+import type * as ProcessModule from '../src/conn/process-info';
+import type * as ConsoleModule from '../src/outputs/console';
+import type * as LoggerModule from '../src/util/logger';
+import { arg, machine, ratioInterval, REPO, report, runMain, summarize } from './common';
+
+/** The recording's HTTP port (bench/pipeline records on it). */
+const PORT = arg('port', 18310);
+const PAIRS = arg('pairs', 12);
+const PLAYS = arg('plays', 6);
+
+function stringArg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : undefined;
+}
+
+/** A build's directory, checked: its compiled pipeline must be there. */
+function buildDir(dir: string, what: string): string {
+  const root = path.resolve(dir);
+  if (!fs.existsSync(path.join(root, 'dist/src/agent/pipeline.js'))) {
+    throw new Error(`${what} ${root} has no dist/src/agent/pipeline.js: compile it first (npx tsc -p tsconfig.json there)`);
+  }
+  return root;
+}
+
+/** In a child: play the recording through the build at `root`; print the median CPU µs per transaction. */
+async function playChild(root: string, file: string): Promise<void> {
+  const load = <T>(p: string): T => require(path.join(root, 'dist/src', p)) as T;
+  const { createPipeline, TICK_MS } = load<typeof PipelineModule>('agent/pipeline');
+  const { decodeBatch } = load<typeof EventsModule>('capture/events');
+  const { readRecording } = load<typeof RecordingModule>('capture/recording');
+  const { validateConfig } = load<typeof ConfigModule>('config');
+  const { createProcessCache } = load<typeof ProcessModule>('conn/process-info');
+  const { createConsoleOutput } = load<typeof ConsoleModule>('outputs/console');
+  const { createLogger } = load<typeof LoggerModule>('util/logger');
+  const recording = readRecording(file);
+  const { wallMs, monoNs } = recording.header;
+  const perTxn: number[] = [];
+  for (let i = 0; i < PLAYS; i++) {
+    const devnull = fs.createWriteStream('/dev/null');
+    let clockNs = 0;
+    let lastTickNs = 0;
+    const now = () => wallMs + (clockNs - monoNs) / 1e6;
+    const pipeline = createPipeline({
+      config: validateConfig({ protocols: { http: { ports: [PORT] } } }, 'pipeline-ab'),
+      outputs: [createConsoleOutput({ stream: devnull, maxQueuedBytes: Infinity })],
+      processes: createProcessCache({ now }),
+      logger: createLogger('silent'),
+      now,
+      monoNowNs: () => clockNs,
+      toWallMs: (ns) => wallMs + (ns - monoNs) / 1e6,
+    });
+    const t0 = process.cpuUsage();
+    for (const batch of recording.batches) {
+      decodeBatch(batch, (e) => {
+        if (e.tsNs > clockNs) clockNs = e.tsNs;
+        pipeline.onEvent(e);
+      });
+      pipeline.onBatchEnd();
+      if (clockNs - lastTickNs >= TICK_MS * 1e6) {
+        lastTickNs = clockNs;
+        pipeline.tick();
+      }
+    }
+    pipeline.flush();
+    const t = process.cpuUsage(t0);
+    const transactions = pipeline.stats().transactions;
+    if (transactions === 0) throw new Error(`no transaction in ${file} on port ${PORT} (--port)`);
+    perTxn.push((t.user + t.system) / transactions);
+    devnull.end();
+    await new Promise((r) => setImmediate(r)); // let the stream drain
+  }
+  const rest = perTxn.slice(1).sort((a, b) => a - b);
+  process.stdout.write(`${JSON.stringify({ cpuUsPerTxn: rest[rest.length >> 1] })}\n`);
+}
+
+function playIn(root: string, file: string): number {
+  const out = execFileSync(process.execPath, [__filename, '--child', root, '--file', file, '--plays', String(PLAYS), '--port', String(PORT)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return (JSON.parse(out.trim().split('\n').pop()!) as { cpuUsPerTxn: number }).cpuUsPerTxn;
+}
+
+async function main(): Promise<void> {
+  const child = stringArg('child');
+  const file = stringArg('file');
+  if (!file || !fs.existsSync(file)) throw new Error('--file F.pberec: a recording (node dist/bench/pipeline.js --file F.pberec records one)');
+  if (child !== undefined) return playChild(child, file);
+  const beforeArg = stringArg('before');
+  if (!beforeArg) throw new Error('--before DIR: the build to compare with (a checkout with dist/ compiled)');
+  const before = buildDir(beforeArg, '--before');
+  const after = buildDir(stringArg('after') ?? REPO, '--after');
+  if (!Number.isInteger(PAIRS) || PAIRS < 2) throw new Error('--pairs wants a whole number of at least 2');
+  if (!Number.isInteger(PLAYS) || PLAYS < 2) throw new Error('--plays wants a whole number of at least 2 (the first is not counted)');
+  const a: number[] = [];
+  const b: number[] = [];
+  for (let i = 0; i < PAIRS; i++) {
+    // alternate which build plays first: the machine drifts
+    if (i % 2 === 0) {
+      a.push(playIn(before, file));
+      b.push(playIn(after, file));
+    } else {
+      b.push(playIn(after, file));
+      a.push(playIn(before, file));
+    }
+    process.stderr.write(`pair ${i + 1}/${PAIRS}: before ${a[i].toFixed(2)} µs/txn, after ${b[i].toFixed(2)}, ratio ${(b[i] / a[i]).toFixed(3)}\n`);
+  }
+  const ratios = a.map((x, i) => b[i] / x);
+  report(
+    'pipeline-ab',
+    {
+      machine: machine(),
+      recording: file,
+      before,
+      after,
+      pairs: PAIRS,
+      plays_per_process: PLAYS,
+      before_cpu_us_per_txn: summarize(a),
+      after_cpu_us_per_txn: summarize(b),
+      ratio_after_before: { ...summarize(ratios), ...ratioInterval(ratios) },
+    },
+    [],
+  );
+}
+
+runMain(main);
