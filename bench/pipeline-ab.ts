@@ -12,8 +12,9 @@
  * reports the median of all but the first (the JIT's warm-up).
  *
  * Prints each build's median CPU µs per transaction and the geometric mean of
- * the paired ratios after/before, with a 95% bootstrap interval (an A/A run of
- * one build gave 1.008 [0.988, 1.025] with 20 pairs here).
+ * the paired ratios after/before, with a 95% bootstrap interval: the interval,
+ * not the mean, says whether a change is real (one build against itself, 12
+ * pairs in a noisy hour here: 0.967 [0.862, 1.088]).
  *   node dist/bench/pipeline-ab.js --file F.pberec --before DIR [--after DIR] [--pairs 12] [--plays 6]
  * (--after defaults to this checkout)
  */
