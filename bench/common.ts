@@ -362,8 +362,7 @@ export function ratioInterval(ratios: number[], draws = 4000): { geomean: number
     means.push(sum / logs.length);
   }
   means.sort((a, b) => a - b);
-  const r3 = (x: number) => Math.round(Math.exp(x) * 1000) / 1000;
-  return { geomean: r3(mean(logs)), low: r3(means[Math.floor(draws * 0.025)]), high: r3(means[Math.ceil(draws * 0.975) - 1]) };
+  return { geomean: r3(Math.exp(mean(logs))), low: r3(Math.exp(means[Math.floor(draws * 0.025)])), high: r3(Math.exp(means[Math.ceil(draws * 0.975) - 1])) };
 }
 
 export function writeResult(name: string, summary: object): string {

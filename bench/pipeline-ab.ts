@@ -29,6 +29,7 @@ import type * as ProcessModule from '../src/conn/process-info';
 import type * as ConsoleModule from '../src/outputs/console';
 import type * as LoggerModule from '../src/util/logger';
 import { arg, machine, ratioInterval, REPO, report, runMain, summarize } from './common';
+import { playRecording, type PipelineModules } from './play';
 
 /** The recording's HTTP port (bench/pipeline records on it). */
 const PORT = arg('port', 18310);
@@ -53,46 +54,22 @@ function buildDir(dir: string, what: string): string {
 async function playChild(root: string, file: string): Promise<void> {
   const load = <T>(p: string): T => require(path.join(root, 'dist/src', p)) as T;
   const { createPipeline, TICK_MS } = load<typeof PipelineModule>('agent/pipeline');
-  const { decodeBatch } = load<typeof EventsModule>('capture/events');
-  const { readRecording } = load<typeof RecordingModule>('capture/recording');
-  const { validateConfig } = load<typeof ConfigModule>('config');
-  const { createProcessCache } = load<typeof ProcessModule>('conn/process-info');
-  const { createConsoleOutput } = load<typeof ConsoleModule>('outputs/console');
-  const { createLogger } = load<typeof LoggerModule>('util/logger');
-  const recording = readRecording(file);
-  const { wallMs, monoNs } = recording.header;
+  const modules: PipelineModules = {
+    createPipeline,
+    TICK_MS,
+    decodeBatch: load<typeof EventsModule>('capture/events').decodeBatch,
+    validateConfig: load<typeof ConfigModule>('config').validateConfig,
+    createProcessCache: load<typeof ProcessModule>('conn/process-info').createProcessCache,
+    createConsoleOutput: load<typeof ConsoleModule>('outputs/console').createConsoleOutput,
+    createLogger: load<typeof LoggerModule>('util/logger').createLogger,
+  };
+  const recording = load<typeof RecordingModule>('capture/recording').readRecording(file);
   const perTxn: number[] = [];
   for (let i = 0; i < PLAYS; i++) {
     const devnull = fs.createWriteStream('/dev/null');
-    let clockNs = 0;
-    let lastTickNs = 0;
-    const now = () => wallMs + (clockNs - monoNs) / 1e6;
-    const pipeline = createPipeline({
-      config: validateConfig({ protocols: { http: { ports: [PORT] } } }, 'pipeline-ab'),
-      outputs: [createConsoleOutput({ stream: devnull, maxQueuedBytes: Infinity })],
-      processes: createProcessCache({ now }),
-      logger: createLogger('silent'),
-      now,
-      monoNowNs: () => clockNs,
-      toWallMs: (ns) => wallMs + (ns - monoNs) / 1e6,
-    });
-    const t0 = process.cpuUsage();
-    for (const batch of recording.batches) {
-      decodeBatch(batch, (e) => {
-        if (e.tsNs > clockNs) clockNs = e.tsNs;
-        pipeline.onEvent(e);
-      });
-      pipeline.onBatchEnd();
-      if (clockNs - lastTickNs >= TICK_MS * 1e6) {
-        lastTickNs = clockNs;
-        pipeline.tick();
-      }
-    }
-    pipeline.flush();
-    const t = process.cpuUsage(t0);
-    const transactions = pipeline.stats().transactions;
-    if (transactions === 0) throw new Error(`no transaction in ${file} on port ${PORT} (--port)`);
-    perTxn.push((t.user + t.system) / transactions);
+    const p = playRecording(modules, recording, PORT, devnull);
+    if (p.transactions === 0) throw new Error(`no transaction in ${file} on port ${PORT} (--port)`);
+    perTxn.push(p.cpuUs / p.transactions);
     devnull.end();
     await new Promise((r) => setImmediate(r)); // let the stream drain
   }

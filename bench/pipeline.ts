@@ -16,12 +16,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createPipeline, TICK_MS } from '../src/agent/pipeline';
 import { decodeBatch } from '../src/capture/events';
-import { readRecording, type Recording } from '../src/capture/recording';
+import { readRecording } from '../src/capture/recording';
 import { validateConfig } from '../src/config';
 import { createProcessCache } from '../src/conn/process-info';
 import { createConsoleOutput } from '../src/outputs/console';
 import { createLogger } from '../src/util/logger';
 import { arg, machine, paceScript, REPO, report, requireTools, runMain, startNginx, summarize, waitLine, wrk } from './common';
+import { playRecording, type Play, type PipelineModules } from './play';
 
 const PORT = 18310;
 const SECONDS = arg('seconds', 4);
@@ -53,46 +54,8 @@ async function record(dir: string, file: string): Promise<string> {
   return file;
 }
 
-interface Play {
-  cpuUs: number;
-  transactions: number;
-  events: number;
-  heapMiB: number;
-}
-
-/** One play of the whole recording through a fresh pipeline, on the recording's clock. */
-function play(recording: Recording, devnull: fs.WriteStream): Play {
-  const config = validateConfig({ protocols: { http: { ports: [PORT] } } }, 'bench');
-  const { wallMs, monoNs } = recording.header;
-  let clockNs = 0;
-  let lastTickNs = 0;
-  const now = () => wallMs + (clockNs - monoNs) / 1e6;
-  const pipeline = createPipeline({
-    config,
-    outputs: [createConsoleOutput({ stream: devnull, maxQueuedBytes: Infinity })],
-    processes: createProcessCache({ now }),
-    logger: createLogger('silent'),
-    now,
-    monoNowNs: () => clockNs,
-    toWallMs: (ns) => wallMs + (ns - monoNs) / 1e6,
-  });
-  const t0 = process.cpuUsage();
-  for (const batch of recording.batches) {
-    decodeBatch(batch, (e) => {
-      if (e.tsNs > clockNs) clockNs = e.tsNs;
-      pipeline.onEvent(e);
-    });
-    pipeline.onBatchEnd();
-    if (clockNs - lastTickNs >= TICK_MS * 1e6) {
-      lastTickNs = clockNs;
-      pipeline.tick();
-    }
-  }
-  pipeline.flush();
-  const t = process.cpuUsage(t0);
-  const s = pipeline.stats();
-  return { cpuUs: t.user + t.system, transactions: s.transactions, events: s.events, heapMiB: process.memoryUsage().heapUsed / 2 ** 20 };
-}
+/** This build's modules, for the play. */
+const THIS_BUILD: PipelineModules = { createPipeline, TICK_MS, decodeBatch, validateConfig, createProcessCache, createConsoleOutput, createLogger };
 
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-pipeline-bench-'));
@@ -102,9 +65,9 @@ async function main(): Promise<void> {
     const recording = readRecording(file);
     const devnull = fs.createWriteStream('/dev/null');
     const plays: Play[] = [];
-    play(recording, devnull); // warm-up: JIT
+    playRecording(THIS_BUILD, recording, PORT, devnull); // warm-up: JIT
     for (let i = 0; i < PLAYS; i++) {
-      const p = play(recording, devnull);
+      const p = playRecording(THIS_BUILD, recording, PORT, devnull);
       plays.push(p);
       process.stderr.write(`play ${i + 1}/${PLAYS}: ${p.transactions} txns, ${p.events} events, ${(p.cpuUs / p.transactions).toFixed(2)} cpu-us/txn\n`);
       await new Promise((r) => setImmediate(r)); // let the console stream drain
