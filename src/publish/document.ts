@@ -2,7 +2,7 @@ import * as os from 'node:os';
 import type { ProcessInfo } from '../conn/process-info';
 import { communityId } from '../util/community-id';
 import { transactionId } from './event-id';
-import { jsonKey, jsonNumber, jsonString, jsonValue, shareJson, sharedJson } from './json';
+import { jsonKey, jsonNextKey, jsonNumber, jsonString, jsonValue, shareJson, sharedJson } from './json';
 import type { ProtocolModule, ProtocolName } from '../protocols/types';
 import type { FlowTuple, Transaction, TransactionView } from '../txn/types';
 
@@ -21,6 +21,11 @@ export type TxnDocument = Record<string, unknown>;
  * after the literal, it gained nothing).
  */
 const BUILT = Symbol('built by buildDocument');
+// [BUILT]'s value: which of its objects keep buildDocument's own shape (no protocol field merged in)
+/** network: transport, protocol, type, bytes, community_id and nothing else */
+const OWN_NETWORK = 1;
+/** related.ip: the document's addresses (the protocol may add other keys after it) */
+const OWN_RELATED_IP = 2;
 
 export interface DocumentContext {
   /** monotonic ns → wall-clock ms */
@@ -204,6 +209,8 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
   const extraNetwork = proto.fields.network;
   const relatedIp = t.clientIp === t.serverIp ? [t.clientIp] : [t.clientIp, t.serverIp];
   const extraRelated = proto.fields.related;
+  const mergeNetwork = extraNetwork !== null && typeof extraNetwork === 'object';
+  const mergeRelated = extraRelated !== null && typeof extraRelated === 'object';
   const doc: TxnDocument = {
     '@timestamp': start,
     type: main.protocol,
@@ -226,9 +233,9 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
     destination,
     client,
     server,
-    network: extraNetwork && typeof extraNetwork === 'object' ? { ...network, ...extraNetwork } : network,
-    related: extraRelated && typeof extraRelated === 'object' ? { ip: relatedIp, ...extraRelated } : { ip: relatedIp },
-    [BUILT]: true,
+    network: mergeNetwork ? { ...network, ...(extraNetwork as object) } : network,
+    related: mergeRelated ? { ip: relatedIp, ...(extraRelated as object) } : { ip: relatedIp },
+    [BUILT]: (mergeNetwork ? 0 : OWN_NETWORK) | (mergeRelated && Object.hasOwn(extraRelated as object, 'ip') ? 0 : OWN_RELATED_IP),
   };
   // process.* is the serving process when known (as Packetbeat prefers the destination)
   const owner = serverProcess ?? clientProcess;
@@ -272,47 +279,46 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
  * transactions/s, where the agent's caches are cold (README: Benchmarks).
  */
 export function documentJson(doc: TxnDocument): string {
-  if ((doc as { [BUILT]?: true })[BUILT] !== true) return JSON.stringify(doc);
+  const built = (doc as { [BUILT]?: number })[BUILT];
+  if (built === undefined) return JSON.stringify(doc);
   let out = '{';
-  let sep = '';
   // in the document's own key order: the protocol's fields sit between the common ones
   for (const key in doc) {
     if (!Object.hasOwn(doc, key)) continue; // an enumerable key someone put on Object.prototype
     const v = doc[key];
-    let part: string | undefined;
+    let text: string | undefined;
     switch (key) {
       case '@timestamp':
-        part = '"@timestamp":"' + (v as string) + '"';
+        text = '"' + (v as string) + '"';
         break;
       case 'event':
-        part = '"event":' + eventJson(v as Record<string, unknown>);
+        text = eventJson(v as Record<string, unknown>);
         break;
       case 'source':
       case 'destination':
       case 'client':
       case 'server':
-        part = jsonKey(key) + endpointJson(v as Record<string, unknown>);
+        text = endpointJson(v as Record<string, unknown>);
+        break;
+      case 'network':
+        text = (built & OWN_NETWORK) !== 0 ? networkJson(v as Record<string, unknown>) : jsonValue(v);
+        break;
+      case 'related':
+        text = (built & OWN_RELATED_IP) !== 0 ? relatedJson(v as Record<string, unknown>) : jsonValue(v);
         break;
       case 'packetbeat_ebpf':
-        part = '"packetbeat_ebpf":' + ebpfJson(v as Record<string, unknown>);
+        text = ebpfJson(v as Record<string, unknown>);
         break;
       case 'process':
       case 'agent':
       case 'host':
-      case 'ecs': {
-        const text = sharedJson(v);
-        if (text !== undefined) part = jsonKey(key) + text;
+      case 'ecs':
+        text = sharedJson(v);
         break;
-      }
-      default: {
-        const text = jsonValue(v);
-        if (text !== undefined) part = jsonKey(key) + text;
-      }
+      default:
+        text = jsonValue(v);
     }
-    if (part !== undefined) {
-      out += sep + part;
-      sep = ',';
-    }
+    if (text !== undefined) out += (out.length === 1 ? jsonKey(key) : jsonNextKey(key)) + text;
   }
   return out + '}';
 }
@@ -327,6 +333,22 @@ function endpointJson(p: Record<string, unknown>): string {
   const domain = p.domain === undefined ? '' : ',"domain":' + jsonString(p.domain as string);
   const process = p.process === undefined ? '' : ',"process":' + sharedJson(p.process);
   return `{"ip":"${p.ip as string}","port":${jsonNumber(p.port as number)},"bytes":${jsonNumber(p.bytes as number)}${domain}${process}}`;
+}
+
+function networkJson(n: Record<string, unknown>): string {
+  return `{"transport":"tcp","protocol":"${n.protocol as string}","type":"${n.type as string}","bytes":${jsonNumber(n.bytes as number)},"community_id":"${n.community_id as string}"}`;
+}
+
+/** related.ip as buildDocument wrote it (addresses), then what the protocol added. */
+function relatedJson(r: Record<string, unknown>): string {
+  const ips = r.ip as string[];
+  let out = ips.length === 1 ? `{"ip":["${ips[0]}"]` : `{"ip":["${ips[0]}","${ips[1]}"]`;
+  for (const key in r) {
+    if (key === 'ip' || !Object.hasOwn(r, key)) continue;
+    const text = jsonValue(r[key]);
+    if (text !== undefined) out += jsonNextKey(key) + text;
+  }
+  return out + '}';
 }
 
 function ebpfJson(e: Record<string, unknown>): string {

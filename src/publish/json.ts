@@ -67,15 +67,17 @@ function jsonObject(o: Record<string, unknown>): string {
     const k = keys[i];
     const text = jsonValue(o[k]);
     if (text === undefined) continue;
-    out += (out.length === 1 ? '' : ',') + jsonKey(k) + text;
+    out += (out.length === 1 ? jsonKey(k) : jsonNextKey(k)) + text;
   }
   return out + '}';
 }
 
 // Keys repeat from document to document: their text (with the colon) is kept, up to a bound
-// (header names come from the traffic): a lookup costs half the escape test.
+// (header names come from the traffic): a lookup costs half the escape test. A key after
+// another is kept with its comma: one string fewer to join per key.
 const KEY_CACHE_MAX = 4096;
 const keyText = new Map<string, string>();
+const nextKeyText = new Map<string, string>();
 
 /** `"key":` */
 export function jsonKey(k: string): string {
@@ -83,6 +85,16 @@ export function jsonKey(k: string): string {
   if (text === undefined) {
     text = jsonString(k) + ':';
     if (keyText.size < KEY_CACHE_MAX) keyText.set(k, text);
+  }
+  return text;
+}
+
+/** `,"key":` (a key after another) */
+export function jsonNextKey(k: string): string {
+  let text = nextKeyText.get(k);
+  if (text === undefined) {
+    text = ',' + jsonString(k) + ':';
+    if (nextKeyText.size < KEY_CACHE_MAX) nextKeyText.set(k, text);
   }
   return text;
 }

@@ -94,6 +94,9 @@ function versionByteOk(k: number, c: number, allow2: boolean): boolean {
   return c === 0x30 || c === 0x31;
 }
 
+/** A Content-Length value as a whole number (15 digits at most: exact as a double). */
+const DIGITS = /^[0-9]{1,15}$/;
+
 /** What String#trim removes from a header value that can occur in a latin1 head. */
 function isWhite(c: number): boolean {
   return c === SP || c === TAB || c === 0x0b || c === 0x0c || c === CR || c === LF || c === 0xa0;
@@ -691,10 +694,12 @@ class HttpParser implements ProtocolParser {
       return isRequest ? 0 : 'close';
     }
     if (cl !== undefined) {
+      // one plain value (the usual case): no split
+      if (DIGITS.test(cl)) return Number(cl);
       let n = -1;
       for (const part of cl.split(',')) {
         const v = part.trim();
-        const num = /^[0-9]{1,15}$/.test(v) ? Number(v) : -1;
+        const num = DIGITS.test(v) ? Number(v) : -1;
         if (num < 0 || (n >= 0 && num !== n)) {
           n = -1;
           this.report('invalid content-length', false);

@@ -128,7 +128,13 @@ describe('document JSON', () => {
             domain: s,
             action: s,
             root: { method: s, [s]: s, query: [s, i, NaN] },
-            fields: { http: { request: { headers: { [s]: s } } }, network: { forwarded_ip: s }, related: { hosts: [s] }, url: { path: s } },
+            // network and related: merged with the protocol's, left as buildDocument's own, or with its related.ip replaced
+            fields: {
+              http: { request: { headers: { [s]: s } } },
+              ...(i % 3 === 0 ? {} : { network: i % 3 === 1 ? { forwarded_ip: s } : { protocol: s, [s]: s } }),
+              ...(i % 4 === 0 ? {} : { related: i % 4 === 1 ? { hosts: [s] } : i % 4 === 2 ? { ip: [s], hosts: [s] } : { [s]: [s, i] } }),
+              url: { path: s },
+            },
           },
           alone,
         );
