@@ -26,6 +26,8 @@ const BUILT = Symbol('built by buildDocument');
 const OWN_NETWORK = 1;
 /** related.ip: the document's addresses (the protocol may add other keys after it) */
 const OWN_RELATED_IP = 2;
+/** The protocol module's writer of its own fields (ProtocolModule.fieldJson), beside [BUILT]. */
+const FIELD_JSON = Symbol('the protocol\'s field writer');
 
 export interface DocumentContext {
   /** monotonic ns → wall-clock ms */
@@ -236,6 +238,7 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
     network: mergeNetwork ? { ...network, ...(extraNetwork as object) } : network,
     related: mergeRelated ? { ip: relatedIp, ...(extraRelated as object) } : { ip: relatedIp },
     [BUILT]: (mergeNetwork ? 0 : OWN_NETWORK) | (mergeRelated && Object.hasOwn(extraRelated as object, 'ip') ? 0 : OWN_RELATED_IP),
+    [FIELD_JSON]: module.fieldJson,
   };
   // process.* is the serving process when known (as Packetbeat prefers the destination)
   const owner = serverProcess ?? clientProcess;
@@ -273,14 +276,16 @@ export function buildDocument(txn: Transaction, ctx: DocumentContext): TxnDocume
  * A document's JSON text, the same as JSON.stringify(doc): for a document from
  * buildDocument, the parts it wrote itself are written as they are (times, ids,
  * addresses and constants need no escaping; process, agent, host and ecs are
- * shared, their text kept); the protocol's fields go through jsonValue. Any
- * other document goes to JSON.stringify. Measured: ~10% less time than
+ * shared, their text kept); the protocol's fields go to its module's fieldJson
+ * (which knows their shape), or else through jsonValue. Any other document goes
+ * to JSON.stringify. Measured: ~10% less time than
  * JSON.stringify on warm caches, 12% less agent CPU live at 2,000 PostgreSQL
  * transactions/s, where the agent's caches are cold (README: Benchmarks).
  */
 export function documentJson(doc: TxnDocument): string {
   const built = (doc as { [BUILT]?: number })[BUILT];
   if (built === undefined) return JSON.stringify(doc);
+  const fieldJson = (doc as { [FIELD_JSON]?: ProtocolModule['fieldJson'] })[FIELD_JSON];
   let out = '{';
   // in the document's own key order: the protocol's fields sit between the common ones
   for (const key in doc) {
@@ -316,7 +321,7 @@ export function documentJson(doc: TxnDocument): string {
         text = sharedJson(v);
         break;
       default:
-        text = jsonValue(v);
+        text = (fieldJson === undefined ? undefined : fieldJson(key, v)) ?? jsonValue(v);
     }
     if (text !== undefined) out += (out.length === 1 ? jsonKey(key) : jsonNextKey(key)) + text;
   }

@@ -1,6 +1,7 @@
 import type { Config } from '../../config';
 import type { Detection, ProtocolModule } from '../types';
 import { bodyBytesWanted, httpDocumentFields, type HttpDocumentOptions } from './document';
+import { httpFieldJson } from './json';
 import { createHttpSession, type HttpData } from './session';
 import type { HttpMessage } from './types';
 
@@ -26,6 +27,7 @@ export function createHttpModule(config: Config['protocols']['http']): ProtocolM
     name: 'http',
     createSession: (sink) => createHttpSession(sink, parserOptions),
     documentFields: (views, server) => httpDocumentFields(views, server, docOptions),
+    fieldJson: httpFieldJson,
     detect: detectHttp,
   };
 }
