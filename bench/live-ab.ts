@@ -1,0 +1,131 @@
+/**
+ * Before/after of the agent's CPU live: two builds' agents (`packetbeat-ebpf
+ * run`) traced nginx in turn under the same paced wrk load (HTTP, keep-alive,
+ * below saturation), alternating which goes first, each after its own warm-up.
+ * A round's figure is the agent's CPU seconds (all threads, /proc/PID/stat)
+ * per 10,000 of the documents it wrote over the measured load (and 0.5 s after
+ * it, for what it still had to write). Prints each build's median and the
+ * geometric mean of the paired ratios after/before with a 95% bootstrap
+ * interval. Live rounds are far noisier than bench/pipeline-ab's plays (the
+ * agent shares 2 cores with wrk and nginx, and the machine with others):
+ * 10 pairs where the rounds spread by ±25% could not show a 10% change.
+ *   node dist/bench/live-ab.js --before DIR [--after DIR] [--pairs 10] [--seconds 5] [--warmup 3] [--delay-ms 2]
+ * (a build is a checkout with its addon, BPF objects and dist/ built; --after defaults to this checkout)
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { arg, cpuSeconds, machine, paceScript, ratioInterval, REPO, report, requireTools, runMain, startNginx, summarize, waitLine, wrk } from './common';
+
+const PORT = 18320;
+const PAIRS = arg('pairs', 10);
+const SECONDS = arg('seconds', 5);
+const WARMUP_S = arg('warmup', 3);
+const DELAY_MS = arg('delay-ms', 2);
+const CONNECTIONS = 16;
+/** After a load: time for the agent to write what it captured before its documents are counted. */
+const SETTLE_MS = 500;
+
+function stringArg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : undefined;
+}
+
+function buildDir(dir: string, what: string): string {
+  const root = path.resolve(dir);
+  if (!fs.existsSync(path.join(root, 'bin/packetbeat-ebpf')) || !fs.existsSync(path.join(root, 'dist/src/cli/main.js'))) {
+    throw new Error(`${what} ${root} has no bin/packetbeat-ebpf or dist/src/cli/main.js: build it first (npm run build there)`);
+  }
+  return root;
+}
+
+/** Lines (documents) in a file. */
+function lines(file: string): number {
+  const b = fs.readFileSync(file);
+  let n = 0;
+  for (let i = b.indexOf(10); i >= 0; i = b.indexOf(10, i + 1)) n++;
+  return n;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Round {
+  cpuPer10k: number;
+  documents: number;
+  requests: number;
+}
+
+/** One agent of the build at `root`: warm-up, then the measured load. */
+async function round(root: string, dir: string, pace: string): Promise<Round> {
+  const docs = path.join(dir, 'docs.ndjson');
+  const out = fs.openSync(docs, 'w');
+  const child = spawn(process.execPath, [path.join(root, 'bin/packetbeat-ebpf'), 'run', '--ports', `http=${PORT}`], { stdio: ['ignore', out, 'pipe'] });
+  fs.closeSync(out);
+  const closed = new Promise((r) => child.once('close', r));
+  try {
+    await waitLine(child, 'stderr', (l) => l.includes('"capturing"'));
+    if (WARMUP_S > 0) wrk({ port: PORT, connections: CONNECTIONS, seconds: WARMUP_S, script: pace });
+    await sleep(SETTLE_MS);
+    const pid = child.pid!;
+    const docs0 = lines(docs);
+    const cpu0 = cpuSeconds(pid);
+    const load = wrk({ port: PORT, connections: CONNECTIONS, seconds: SECONDS, script: pace });
+    await sleep(SETTLE_MS);
+    const cpu = cpuSeconds(pid) - cpu0;
+    const documents = lines(docs) - docs0;
+    if (documents < load.requests * 0.99) throw new Error(`${root}: ${documents} documents for ${load.requests} requests (drops?): not a round to compare`);
+    return { cpuPer10k: (cpu / documents) * 1e4, documents, requests: load.requests };
+  } finally {
+    child.kill('SIGINT');
+    await closed;
+  }
+}
+
+async function main(): Promise<void> {
+  requireTools({ nginx: 'nginx-light', wrk: 'wrk' });
+  const beforeArg = stringArg('before');
+  if (!beforeArg) throw new Error('--before DIR: the build to compare with (a checkout with its addon, BPF objects and dist/ built)');
+  const before = buildDir(beforeArg, '--before');
+  const after = buildDir(stringArg('after') ?? REPO, '--after');
+  if (!Number.isInteger(PAIRS) || PAIRS < 2) throw new Error('--pairs wants a whole number of at least 2');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-live-ab-'));
+  const nginx = await startNginx(dir, PORT);
+  const pace = paceScript(dir, DELAY_MS);
+  const a: Round[] = [];
+  const b: Round[] = [];
+  try {
+    for (let i = 0; i < PAIRS; i++) {
+      // alternate which build runs first: the machine drifts
+      if (i % 2 === 0) {
+        a.push(await round(before, dir, pace));
+        b.push(await round(after, dir, pace));
+      } else {
+        b.push(await round(after, dir, pace));
+        a.push(await round(before, dir, pace));
+      }
+      process.stderr.write(`pair ${i + 1}/${PAIRS}: before ${a[i].cpuPer10k.toFixed(3)} CPU-s/10k, after ${b[i].cpuPer10k.toFixed(3)}, ratio ${(b[i].cpuPer10k / a[i].cpuPer10k).toFixed(3)}\n`);
+    }
+  } finally {
+    await nginx.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  const ratios = a.map((x, i) => b[i].cpuPer10k / x.cpuPer10k);
+  report(
+    'live-ab',
+    {
+      machine: machine(),
+      load: `wrk -t1 -c${CONNECTIONS} with a ${DELAY_MS} ms delay before each request, ${SECONDS} s after a ${WARMUP_S} s warm-up`,
+      before,
+      after,
+      pairs: PAIRS,
+      requests_per_s: summarize([...a, ...b].map((r) => r.requests / SECONDS)),
+      before_cpu_seconds_per_10k: summarize(a.map((r) => r.cpuPer10k)),
+      after_cpu_seconds_per_10k: summarize(b.map((r) => r.cpuPer10k)),
+      ratio_after_before: { ...summarize(ratios), ...ratioInterval(ratios) },
+    },
+    [],
+  );
+}
+
+runMain(main);
