@@ -40,12 +40,22 @@ function buildDir(dir: string, what: string): string {
   return root;
 }
 
-/** Lines (documents) in a file. */
-function lines(file: string): number {
-  const b = fs.readFileSync(file);
-  let n = 0;
-  for (let i = b.indexOf(10); i >= 0; i = b.indexOf(10, i + 1)) n++;
-  return n;
+/** Lines (documents) in a file from byte `from` on. */
+function linesFrom(file: string, from: number): number {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    let lines = 0;
+    let at = from;
+    for (;;) {
+      const n = fs.readSync(fd, chunk, 0, chunk.length, at);
+      if (n === 0) return lines;
+      for (let i = chunk.indexOf(10); i >= 0 && i < n; i = chunk.indexOf(10, i + 1)) lines++;
+      at += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -68,12 +78,12 @@ async function round(root: string, dir: string, pace: string): Promise<Round> {
     if (WARMUP_S > 0) wrk({ port: PORT, connections: CONNECTIONS, seconds: WARMUP_S, script: pace });
     await sleep(SETTLE_MS);
     const pid = child.pid!;
-    const docs0 = lines(docs);
+    const start = fs.statSync(docs).size;
     const cpu0 = cpuSeconds(pid);
     const load = wrk({ port: PORT, connections: CONNECTIONS, seconds: SECONDS, script: pace });
     await sleep(SETTLE_MS);
     const cpu = cpuSeconds(pid) - cpu0;
-    const documents = lines(docs) - docs0;
+    const documents = linesFrom(docs, start);
     if (documents < load.requests * 0.99) throw new Error(`${root}: ${documents} documents for ${load.requests} requests (drops?): not a round to compare`);
     return { cpuPer10k: (cpu / documents) * 1e4, documents, requests: load.requests };
   } finally {
