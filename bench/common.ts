@@ -16,6 +16,12 @@ export function arg(name: string, fallback: number): number {
   return v;
 }
 
+/** A string option's value (`--name value`), or undefined when it is not given. */
+export function stringArg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : undefined;
+}
+
 /** A string option, one of `choices`. */
 export function choiceArg<C extends string>(name: string, choices: readonly C[], fallback: C): C {
   const i = process.argv.indexOf(`--${name}`);

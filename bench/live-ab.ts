@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { arg, cpuSeconds, machine, paceScript, ratioInterval, REPO, report, requireTools, runMain, startNginx, summarize, waitLine, wrk } from './common';
+import { arg, cpuSeconds, machine, paceScript, ratioInterval, REPO, report, requireTools, runMain, startNginx, stringArg, summarize, waitLine, wrk } from './common';
 
 const PORT = 18320;
 const PAIRS = arg('pairs', 10);
@@ -26,11 +26,6 @@ const DELAY_MS = arg('delay-ms', 2);
 const CONNECTIONS = 16;
 /** After a load: time for the agent to write what it captured before its documents are counted. */
 const SETTLE_MS = 500;
-
-function stringArg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : undefined;
-}
 
 function buildDir(dir: string, what: string): string {
   const root = path.resolve(dir);

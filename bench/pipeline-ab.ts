@@ -28,18 +28,13 @@ import type * as ConfigModule from '../src/config';
 import type * as ProcessModule from '../src/conn/process-info';
 import type * as ConsoleModule from '../src/outputs/console';
 import type * as LoggerModule from '../src/util/logger';
-import { arg, machine, ratioInterval, REPO, report, runMain, summarize } from './common';
+import { arg, machine, ratioInterval, REPO, report, runMain, stringArg, summarize } from './common';
 import { playRecording, type PipelineModules } from './play';
 
 /** The recording's HTTP port (bench/pipeline records on it). */
 const PORT = arg('port', 18310);
 const PAIRS = arg('pairs', 12);
 const PLAYS = arg('plays', 6);
-
-function stringArg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : undefined;
-}
 
 /** A build's directory, checked: its compiled pipeline must be there. */
 function buildDir(dir: string, what: string): string {
