@@ -75,7 +75,7 @@ export async function waitLine(child: ChildProcess, stream: 'stdout' | 'stderr',
 }
 
 const FLOOR = path.join(REPO, 'bench/floor/floor');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number): Promise<unknown> => new Promise((r) => setTimeout(r, ms));
 
 /** The capture floor (bench/floor/floor.c) around `load`. */
 export async function withFloor<T>(ports: number[], seconds: number, load: () => T | Promise<T>): Promise<Awaited<T>> {
@@ -369,6 +369,38 @@ export function ratioInterval(ratios: number[], draws = 4000): { geomean: number
   }
   means.sort((a, b) => a - b);
   return { geomean: r3(Math.exp(mean(logs))), low: r3(Math.exp(means[Math.floor(draws * 0.025)])), high: r3(Math.exp(means[Math.ceil(draws * 0.975) - 1])) };
+}
+
+/** A build to compare (a checkout), checked: each of `files` (relative to it) must be there, else `hint` says how to make them. */
+export function buildDir(dir: string, what: string, files: readonly string[], hint: string): string {
+  const root = path.resolve(dir);
+  const missing = files.filter((f) => !fs.existsSync(path.join(root, f)));
+  if (missing.length > 0) throw new Error(`${what} ${root} has no ${missing.join(' or ')}: ${hint}`);
+  return root;
+}
+
+/**
+ * `pairs` measurements of two builds, alternating which goes first (the machine
+ * drifts); `describe` prints each pair as it is done. Returns each build's figures in order.
+ */
+export async function alternatePairs<T>(
+  pairs: number,
+  measure: (which: 'before' | 'after') => T | Promise<T>,
+  describe: (before: T, after: T, i: number) => string,
+): Promise<{ before: T[]; after: T[] }> {
+  const before: T[] = [];
+  const after: T[] = [];
+  for (let i = 0; i < pairs; i++) {
+    if (i % 2 === 0) {
+      before.push(await measure('before'));
+      after.push(await measure('after'));
+    } else {
+      after.push(await measure('after'));
+      before.push(await measure('before'));
+    }
+    process.stderr.write(`pair ${i + 1}/${pairs}: ${describe(before[i], after[i], i)}\n`);
+  }
+  return { before, after };
 }
 
 export function writeResult(name: string, summary: object): string {

@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { arg, cpuSeconds, machine, paceScript, ratioInterval, REPO, report, requireTools, runMain, startNginx, stringArg, summarize, waitLine, wrk } from './common';
+import { alternatePairs, arg, buildDir, cpuSeconds, machine, paceScript, ratioInterval, REPO, report, requireTools, runMain, sleep, startNginx, stringArg, summarize, waitLine, wrk } from './common';
 
 const PORT = 18320;
 const PAIRS = arg('pairs', 10);
@@ -27,13 +27,9 @@ const CONNECTIONS = 16;
 /** After a load: time for the agent to write what it captured before its documents are counted. */
 const SETTLE_MS = 500;
 
-function buildDir(dir: string, what: string): string {
-  const root = path.resolve(dir);
-  if (!fs.existsSync(path.join(root, 'bin/packetbeat-ebpf')) || !fs.existsSync(path.join(root, 'dist/src/cli/main.js'))) {
-    throw new Error(`${what} ${root} has no bin/packetbeat-ebpf or dist/src/cli/main.js: build it first (npm run build there)`);
-  }
-  return root;
-}
+/** A build with its agent built (addon, BPF objects, dist/). */
+const checkBuild = (dir: string, what: string) =>
+  buildDir(dir, what, ['bin/packetbeat-ebpf', 'dist/src/cli/main.js'], 'build it first (npm run build there)');
 
 /** Lines (documents) in a file from byte `from` on. */
 function linesFrom(file: string, from: number): number {
@@ -52,8 +48,6 @@ function linesFrom(file: string, from: number): number {
     fs.closeSync(fd);
   }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Round {
   cpuPer10k: number;
@@ -91,30 +85,24 @@ async function main(): Promise<void> {
   requireTools({ nginx: 'nginx-light', wrk: 'wrk' });
   const beforeArg = stringArg('before');
   if (!beforeArg) throw new Error('--before DIR: the build to compare with (a checkout with its addon, BPF objects and dist/ built)');
-  const before = buildDir(beforeArg, '--before');
-  const after = buildDir(stringArg('after') ?? REPO, '--after');
+  const before = checkBuild(beforeArg, '--before');
+  const after = checkBuild(stringArg('after') ?? REPO, '--after');
   if (!Number.isInteger(PAIRS) || PAIRS < 2) throw new Error('--pairs wants a whole number of at least 2');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-live-ab-'));
   const nginx = await startNginx(dir, PORT);
   const pace = paceScript(dir, DELAY_MS);
-  const a: Round[] = [];
-  const b: Round[] = [];
+  let runs: { before: Round[]; after: Round[] };
   try {
-    for (let i = 0; i < PAIRS; i++) {
-      // alternate which build runs first: the machine drifts
-      if (i % 2 === 0) {
-        a.push(await round(before, dir, pace));
-        b.push(await round(after, dir, pace));
-      } else {
-        b.push(await round(after, dir, pace));
-        a.push(await round(before, dir, pace));
-      }
-      process.stderr.write(`pair ${i + 1}/${PAIRS}: before ${a[i].cpuPer10k.toFixed(3)} CPU-s/10k, after ${b[i].cpuPer10k.toFixed(3)}, ratio ${(b[i].cpuPer10k / a[i].cpuPer10k).toFixed(3)}\n`);
-    }
+    runs = await alternatePairs(
+      PAIRS,
+      (which) => round(which === 'before' ? before : after, dir, pace),
+      (x, y) => `before ${x.cpuPer10k.toFixed(3)} CPU-s/10k, after ${y.cpuPer10k.toFixed(3)}, ratio ${(y.cpuPer10k / x.cpuPer10k).toFixed(3)}`,
+    );
   } finally {
     await nginx.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+  const { before: a, after: b } = runs;
   const ratios = a.map((x, i) => b[i].cpuPer10k / x.cpuPer10k);
   report(
     'live-ab',

@@ -28,7 +28,7 @@ import type * as ConfigModule from '../src/config';
 import type * as ProcessModule from '../src/conn/process-info';
 import type * as ConsoleModule from '../src/outputs/console';
 import type * as LoggerModule from '../src/util/logger';
-import { arg, machine, ratioInterval, REPO, report, runMain, stringArg, summarize } from './common';
+import { alternatePairs, arg, buildDir, machine, ratioInterval, REPO, report, runMain, stringArg, summarize } from './common';
 import { playRecording, type PipelineModules } from './play';
 
 /** The recording's HTTP port (bench/pipeline records on it). */
@@ -36,14 +36,8 @@ const PORT = arg('port', 18310);
 const PAIRS = arg('pairs', 12);
 const PLAYS = arg('plays', 6);
 
-/** A build's directory, checked: its compiled pipeline must be there. */
-function buildDir(dir: string, what: string): string {
-  const root = path.resolve(dir);
-  if (!fs.existsSync(path.join(root, 'dist/src/agent/pipeline.js'))) {
-    throw new Error(`${what} ${root} has no dist/src/agent/pipeline.js: compile it first (npx tsc -p tsconfig.json there)`);
-  }
-  return root;
-}
+/** A build with its pipeline compiled. */
+const checkBuild = (dir: string, what: string) => buildDir(dir, what, ['dist/src/agent/pipeline.js'], 'compile it first (npx tsc -p tsconfig.json there)');
 
 /** In a child: play the recording through the build at `root`; print the median CPU µs per transaction. */
 async function playChild(root: string, file: string): Promise<void> {
@@ -87,23 +81,15 @@ async function main(): Promise<void> {
   if (child !== undefined) return playChild(child, file);
   const beforeArg = stringArg('before');
   if (!beforeArg) throw new Error('--before DIR: the build to compare with (a checkout with dist/ compiled)');
-  const before = buildDir(beforeArg, '--before');
-  const after = buildDir(stringArg('after') ?? REPO, '--after');
+  const before = checkBuild(beforeArg, '--before');
+  const after = checkBuild(stringArg('after') ?? REPO, '--after');
   if (!Number.isInteger(PAIRS) || PAIRS < 2) throw new Error('--pairs wants a whole number of at least 2');
   if (!Number.isInteger(PLAYS) || PLAYS < 2) throw new Error('--plays wants a whole number of at least 2 (the first is not counted)');
-  const a: number[] = [];
-  const b: number[] = [];
-  for (let i = 0; i < PAIRS; i++) {
-    // alternate which build plays first: the machine drifts
-    if (i % 2 === 0) {
-      a.push(playIn(before, file));
-      b.push(playIn(after, file));
-    } else {
-      b.push(playIn(after, file));
-      a.push(playIn(before, file));
-    }
-    process.stderr.write(`pair ${i + 1}/${PAIRS}: before ${a[i].toFixed(2)} µs/txn, after ${b[i].toFixed(2)}, ratio ${(b[i] / a[i]).toFixed(3)}\n`);
-  }
+  const { before: a, after: b } = await alternatePairs(
+    PAIRS,
+    (which) => playIn(which === 'before' ? before : after, file),
+    (x, y) => `before ${x.toFixed(2)} µs/txn, after ${y.toFixed(2)}, ratio ${(y / x).toFixed(3)}`,
+  );
   const ratios = a.map((x, i) => b[i] / x);
   report(
     'pipeline-ab',

@@ -89,7 +89,10 @@ export function jsonKey(k: string): string {
   return text;
 }
 
-/** `,"key":` (a key after another) */
+/**
+ * `,"key":` (a key after another). jsonKey's body again, not one helper given
+ * the cache: that helper cost ×1.045 [1.013, 1.086] of the pipeline (12 pairs).
+ */
 export function jsonNextKey(k: string): string {
   let text = nextKeyText.get(k);
   if (text === undefined) {

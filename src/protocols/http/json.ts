@@ -26,20 +26,19 @@ function httpJson(h: Fields): string {
 }
 
 function requestJson(r: Fields): string {
-  let out = '{"method":' + jsonString(r.method as string) + ',"bytes":' + jsonNumber(r.bytes as number);
-  if (r.body !== undefined) out += ',"body":' + bodyJson(r.body as Fields);
-  out += ',"headers":' + jsonValue(r.headers);
-  if (r.mime_type !== undefined) out += ',"mime_type":' + jsonString(r.mime_type as string);
-  if (r.referrer !== undefined) out += ',"referrer":' + jsonString(r.referrer as string);
-  return out + '}';
+  const out = '{"method":' + jsonString(r.method as string) + ',"bytes":' + jsonNumber(r.bytes as number) + messageTail(r);
+  return (r.referrer === undefined ? out : out + ',"referrer":' + jsonString(r.referrer as string)) + '}';
 }
 
 function responseJson(r: Fields): string {
-  let out = '{"status_code":' + jsonNumber(r.status_code as number) + ',"status_phrase":' + jsonString(r.status_phrase as string) + ',"bytes":' + jsonNumber(r.bytes as number);
-  if (r.body !== undefined) out += ',"body":' + bodyJson(r.body as Fields);
+  return '{"status_code":' + jsonNumber(r.status_code as number) + ',"status_phrase":' + jsonString(r.status_phrase as string) + ',"bytes":' + jsonNumber(r.bytes as number) + messageTail(r) + '}';
+}
+
+/** What a request and a response both end with: body?, headers, mime_type? */
+function messageTail(r: Fields): string {
+  let out = r.body === undefined ? '' : ',"body":' + bodyJson(r.body as Fields);
   out += ',"headers":' + jsonValue(r.headers);
-  if (r.mime_type !== undefined) out += ',"mime_type":' + jsonString(r.mime_type as string);
-  return out + '}';
+  return r.mime_type === undefined ? out : out + ',"mime_type":' + jsonString(r.mime_type as string);
 }
 
 /** {bytes} alone (the usual body); with content, the generic writer. */
