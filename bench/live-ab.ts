@@ -9,8 +9,13 @@
  * interval. Live rounds are far noisier than bench/pipeline-ab's plays (the
  * agent shares 2 cores with wrk and nginx, and the machine with others):
  * 10 pairs where the rounds spread by ±25% could not show a 10% change.
+ * Each round also gives wrk's p99 latency: the paired p99 ratios are printed
+ * beside (what the change costs the traced application, if anything).
  *   node dist/bench/live-ab.js --before DIR [--after DIR] [--pairs 10] [--seconds 5] [--warmup 3] [--delay-ms 2]
- * (a build is a checkout with its addon, BPF objects and dist/ built; --after defaults to this checkout)
+ *                              [--before-args "ARGS"] [--after-args "ARGS"]
+ * (a build is a checkout with its addon, BPF objects and dist/ built; --after defaults to this checkout;
+ * --before-args/--after-args: more arguments of `packetbeat-ebpf run` for that side, split at spaces,
+ * e.g. `-c drain20.yml`: one build, two settings, when --before is this checkout too)
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -53,13 +58,18 @@ interface Round {
   cpuPer10k: number;
   documents: number;
   requests: number;
+  /** wrk's p99 latency over the measured load (µs) */
+  p99us: number;
 }
 
-/** One agent of the build at `root`: warm-up, then the measured load. */
-async function round(root: string, dir: string, pace: string): Promise<Round> {
+/** A side's extra arguments of `packetbeat-ebpf run` (--before-args / --after-args), split at spaces. */
+const sideArgs = (name: string): string[] => (stringArg(name) ?? '').split(' ').filter((a) => a !== '');
+
+/** One agent of the build at `root` (with `extra` arguments): warm-up, then the measured load. */
+async function round(root: string, extra: readonly string[], dir: string, pace: string): Promise<Round> {
   const docs = path.join(dir, 'docs.ndjson');
   const out = fs.openSync(docs, 'w');
-  const child = spawn(process.execPath, [path.join(root, 'bin/packetbeat-ebpf'), 'run', '--ports', `http=${PORT}`], { stdio: ['ignore', out, 'pipe'] });
+  const child = spawn(process.execPath, [path.join(root, 'bin/packetbeat-ebpf'), 'run', '--ports', `http=${PORT}`, ...extra], { stdio: ['ignore', out, 'pipe'] });
   fs.closeSync(out);
   const closed = new Promise((r) => child.once('close', r));
   try {
@@ -74,7 +84,7 @@ async function round(root: string, dir: string, pace: string): Promise<Round> {
     const cpu = cpuSeconds(pid) - cpu0;
     const documents = linesFrom(docs, start);
     if (documents < load.requests * 0.99) throw new Error(`${root}: ${documents} documents for ${load.requests} requests (drops?): not a round to compare`);
-    return { cpuPer10k: (cpu / documents) * 1e4, documents, requests: load.requests };
+    return { cpuPer10k: (cpu / documents) * 1e4, documents, requests: load.requests, p99us: load.p99us };
   } finally {
     child.kill('SIGINT');
     await closed;
@@ -87,6 +97,8 @@ async function main(): Promise<void> {
   if (!beforeArg) throw new Error('--before DIR: the build to compare with (a checkout with its addon, BPF objects and dist/ built)');
   const before = checkBuild(beforeArg, '--before');
   const after = checkBuild(stringArg('after') ?? REPO, '--after');
+  const beforeArgs = sideArgs('before-args');
+  const afterArgs = sideArgs('after-args');
   if (!Number.isInteger(PAIRS) || PAIRS < 2) throw new Error('--pairs wants a whole number of at least 2');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-live-ab-'));
   const nginx = await startNginx(dir, PORT);
@@ -95,8 +107,10 @@ async function main(): Promise<void> {
   try {
     runs = await alternatePairs(
       PAIRS,
-      (which) => round(which === 'before' ? before : after, dir, pace),
-      (x, y) => `before ${x.cpuPer10k.toFixed(3)} CPU-s/10k, after ${y.cpuPer10k.toFixed(3)}, ratio ${(y.cpuPer10k / x.cpuPer10k).toFixed(3)}`,
+      (which) => (which === 'before' ? round(before, beforeArgs, dir, pace) : round(after, afterArgs, dir, pace)),
+      (x, y) =>
+        `before ${x.cpuPer10k.toFixed(3)} CPU-s/10k, after ${y.cpuPer10k.toFixed(3)}, ratio ${(y.cpuPer10k / x.cpuPer10k).toFixed(3)}; ` +
+        `p99 ${x.p99us} → ${y.p99us} µs`,
     );
   } finally {
     await nginx.stop();
@@ -104,6 +118,7 @@ async function main(): Promise<void> {
   }
   const { before: a, after: b } = runs;
   const ratios = a.map((x, i) => b[i].cpuPer10k / x.cpuPer10k);
+  const p99Ratios = a.map((x, i) => b[i].p99us / x.p99us);
   report(
     'live-ab',
     {
@@ -111,11 +126,17 @@ async function main(): Promise<void> {
       load: `wrk -t1 -c${CONNECTIONS} with a ${DELAY_MS} ms delay before each request, ${SECONDS} s after a ${WARMUP_S} s warm-up`,
       before,
       after,
+      before_args: beforeArgs,
+      after_args: afterArgs,
       pairs: PAIRS,
       requests_per_s: summarize([...a, ...b].map((r) => r.requests / SECONDS)),
       before_cpu_seconds_per_10k: summarize(a.map((r) => r.cpuPer10k)),
       after_cpu_seconds_per_10k: summarize(b.map((r) => r.cpuPer10k)),
       ratio_after_before: { ...summarize(ratios), ...ratioInterval(ratios) },
+      // the traced application's p99 latency (wrk), paired the same way
+      before_p99_us: summarize(a.map((r) => r.p99us)),
+      after_p99_us: summarize(b.map((r) => r.p99us)),
+      p99_ratio_after_before: { ...summarize(p99Ratios), ...ratioInterval(p99Ratios) },
     },
     [],
   );
