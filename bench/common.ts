@@ -34,12 +34,44 @@ export function choiceArg<C extends string>(name: string, choices: readonly C[],
 /** `--no-write`: print the summary, write no file under bench/results (for short validation runs). */
 export const NO_WRITE = process.argv.includes('--no-write');
 
-/** Fail clearly when a tool the benchmark drives is not installed. */
+/** Fail clearly when a tool the benchmark drives is not installed, or when another tracer runs (requireNoOtherTracer). */
 export function requireTools(tools: Record<string, string>): void {
   const missing = Object.entries(tools).filter(([tool]) => spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status !== 0);
   if (missing.length > 0) {
     throw new Error(`missing ${missing.map(([t]) => t).join(', ')}: apt-get install ${[...new Set(missing.map(([, pkg]) => pkg))].join(' ')}`);
   }
+  requireNoOtherTracer();
+}
+
+/** Agents (`packetbeat-ebpf run`) and capture floors running now, other than this process: pid and command line. */
+export function otherTracers(): Array<{ pid: number; command: string }> {
+  const found: Array<{ pid: number; command: string }> = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    let argv: string[];
+    try {
+      argv = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
+    } catch {
+      continue; // gone meanwhile, or not ours to read
+    }
+    const agent = argv.some((a) => a.endsWith('packetbeat-ebpf')) && argv.includes('run');
+    const floor = argv.length > 0 && argv[0].endsWith('bench/floor/floor');
+    if (agent || floor) found.push({ pid: Number(entry), command: argv.join(' ') });
+  }
+  return found;
+}
+
+/**
+ * Fail when another agent or capture floor runs: its hooks would fire on this
+ * benchmark's traffic too (on the same ports, every request traced twice) and
+ * its CPU would be taken from the measured processes. Seen 2026-12-07: agents
+ * left running by an interrupted script, tracing the port of the benchmark's nginx.
+ */
+export function requireNoOtherTracer(): void {
+  const others = otherTracers();
+  if (others.length === 0) return;
+  const list = others.map((o) => `  ${o.pid}: ${o.command.length > 160 ? o.command.slice(0, 160) + '…' : o.command}`).join('\n');
+  throw new Error(`another tracer is running; it would skew every figure of this benchmark. Stop it first (kill -INT PID):\n${list}`);
 }
 
 /** The machine a result was measured on. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { describe, test } from 'node:test';
-import { countersSince, ratioInterval, schedOf, schedSummary } from '../../../bench/common';
+import { countersSince, otherTracers, ratioInterval, requireNoOtherTracer, schedOf, schedSummary } from '../../../bench/common';
 
 describe("bench: an agent's counters over the measured part of a run", () => {
   test("counters, kernel counters and sched_idle auto's boosts are taken since the warm-up; the policy is the end's", () => {
@@ -30,5 +31,31 @@ describe('ratioInterval', () => {
     // one ratio far off widens the interval
     const wide = ratioInterval([...ratios.slice(1), 1.4]);
     assert.ok(wide.high - wide.low > r.high - r.low, JSON.stringify(wide));
+  });
+});
+
+describe('otherTracers', () => {
+  /** A process whose command line ends with `args` (node waiting, the args unused). */
+  async function lookalike(...args: string[]): Promise<ChildProcess> {
+    const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30_000)', ...args], { stdio: 'ignore' });
+    await new Promise((resolve) => child.once('spawn', resolve));
+    return child;
+  }
+
+  test('an agent running (packetbeat-ebpf run) is named, with its pid; packetbeat-ebpf replay and other commands are not', async () => {
+    const agent = await lookalike('/opt/pbe/bin/packetbeat-ebpf', 'run', '--ports', 'http=18300');
+    const replay = await lookalike('/opt/pbe/bin/packetbeat-ebpf', 'replay', 'x.pcap');
+    const other = await lookalike('run', 'packetbeat-ebpf-notes.txt');
+    try {
+      const pids = otherTracers().map((t) => t.pid);
+      assert.ok(pids.includes(agent.pid!), JSON.stringify(otherTracers()));
+      assert.ok(!pids.includes(replay.pid!));
+      assert.ok(!pids.includes(other.pid!));
+      assert.match(otherTracers().find((t) => t.pid === agent.pid)!.command, /packetbeat-ebpf run --ports http=18300$/);
+      assert.throws(() => requireNoOtherTracer(), new RegExp(`another tracer is running[\\s\\S]*${agent.pid}: `));
+    } finally {
+      await Promise.all([agent, replay, other].map((c) => new Promise((resolve) => (c.kill(), c.once('exit', resolve)))));
+    }
+    assert.ok(!otherTracers().some((t) => t.pid === agent.pid), 'gone once it exited');
   });
 });
