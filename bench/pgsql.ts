@@ -13,7 +13,7 @@
  * Then the same three modes at a fixed rate well below saturation (pgbench
  * -R: transactions scheduled at that rate, latency counted from the schedule),
  * where the added latency and completeness are the figures.
- *   node dist/bench/pgsql.js [--rounds N] [--seconds S] [--clients C] [--scale S] [--protocol simple|extended|prepared] [--warmup S] [--spend-burst S] [--rate TPS] [--no-write]
+ *   node dist/bench/pgsql.js [--rounds N] [--seconds S] [--clients C] [--scale S] [--protocol simple|extended|prepared] [--warmup S] [--spend-burst S] [--rate TPS] [--agent-args "ARGS"] [--no-write]
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -32,6 +32,7 @@ import {
   schedOf,
   schedSummary,
   SPEND_BURST_DEFAULT_S,
+  stringArg,
   summarize,
   warmupOf,
   withAgent,
@@ -53,6 +54,8 @@ const RATE = arg('rate', 2000);
 const THREADS = Math.min(2, CLIENTS);
 /** pgbench scale: 100,000 pgbench_accounts rows per unit */
 const SCALE = arg('scale', 1);
+/** More arguments of `packetbeat-ebpf run` (split at spaces), e.g. `-c drain5.yml`: a setting's figures beside the default's. */
+const AGENT_ARGS = (stringArg('agent-args') ?? '').split(' ').filter((a) => a !== '');
 const PROTOCOL = choiceArg('protocol', ['simple', 'extended', 'prepared'] as const, 'simple');
 
 /** What pgbench -S sends: the aid inline with -M simple, a parameter otherwise. */
@@ -155,7 +158,7 @@ interface AgentRound extends PgbenchResult {
 
 async function agentRound(dir: string, rate?: number): Promise<AgentRound> {
   const warmup = WARMUP_S > 0 ? () => pgbench(dir, WARMUP_S, rate) : undefined;
-  const run = await withAgent(['--ports', `pgsql=${PORT}`], dir, () => pgbench(dir, SECONDS, rate), { warmup, spendBurstS: SPEND_BURST_S });
+  const run = await withAgent(['--ports', `pgsql=${PORT}`, ...AGENT_ARGS], dir, () => pgbench(dir, SECONDS, rate), { warmup, spendBurstS: SPEND_BURST_S });
   let documents = 0;
   let wrong = 0;
   let other = 0;
@@ -238,6 +241,7 @@ async function main(): Promise<void> {
   const summary = {
     machine: machine(),
     load: {
+      agent_args: AGENT_ARGS,
       tool: 'pgbench',
       script: 'select-only (-S): SELECT abalance FROM pgbench_accounts WHERE aid = :aid',
       protocol: PROTOCOL,
