@@ -94,17 +94,17 @@ const http = protocol(DEFAULT_PORTS.http).extend({
 });
 
 /**
- * drain_min_interval_ms when the configuration leaves it out: 20 ms for the kernel
- * hooks under SCHED_IDLE (sched_idle auto or true), where fewer, larger batches cost
- * less CPU and do not preempt the traced applications (see drain_min_interval_ms);
- * 1 ms at normal priority (sched_idle: false), where each drain preempts them (HTTP
- * p99 at the fixed rate, medians of 5 rounds: 488 µs with 1 ms, 601 µs with 5 ms),
- * and for the packet mode, which names a connection's processes from /proc when it
- * reads its packets (a client that exits soon after is then still there).
+ * drain_min_interval_ms when the configuration leaves it out: 5 ms for the kernel
+ * hooks under SCHED_IDLE (sched_idle auto or true), whose larger batches do not
+ * delay the traced applications; 1 ms at normal priority (sched_idle: false), where
+ * each drain preempts them (HTTP p99 at the fixed rate, medians of 5 rounds: 488 µs
+ * with 1 ms, 601 µs with 5 ms), and for the packet mode, which names a connection's
+ * processes from /proc when it reads its packets (a client that exits soon after
+ * is then still there).
  */
 export function drainMinIntervalMs(config: Config, capture: 'kernel' | 'packet'): number {
   if (config.drain_min_interval_ms !== undefined) return config.drain_min_interval_ms;
-  return capture === 'kernel' && config.sched_idle !== false ? 20 : 1;
+  return capture === 'kernel' && config.sched_idle !== false ? 5 : 1;
 }
 
 /** Where a backend output keeps batches it could not deliver yet (one directory per output). */
@@ -279,13 +279,17 @@ export const configSchema = z.strictObject({
   drain_interval_ms: z.number().int().min(1).max(1000).default(20),
   /**
    * Larger: less agent CPU (fewer wake-ups, each for more events). Under SCHED_IDLE
-   * (sched_idle: auto, the default), at ~6,000 HTTP requests/s (bench/live-ab, 10
-   * alternating pairs of rounds each): 5 rather than 1 gave 19% less CPU and a lower
-   * wrk p99 (2026-12-07, 5 pairs); 20 rather than 5, ×0.847 [0.767, 0.935] and
-   * ×0.864 [0.786, 0.942] of the CPU in two runs, wrk's p99 ×1.066 [1.008, 1.131]
-   * and ×1.031 [0.977, 1.084]; 10 rather than 5 gave no less CPU (×1.072) and a
-   * higher p99 (×1.162); 40 rather than 20, ×0.958 [0.907, 1.012] of the CPU and p99
-   * ×1.10 (median). Default: see drainMinIntervalMs.
+   * (sched_idle: auto, the default) the traced applications' tail latency does not
+   * grow with it up to 5 ms: measured 2026-12-07, 5 rather than 1 gave 19% less CPU
+   * and a lower wrk p99 at ~6,700 HTTP requests/s (5 paired rounds); 10 raised p99.
+   * Longer, measured that night: 20 rather than 5 at ~6,000 HTTP requests/s
+   * (bench/live-ab, two runs of 10 alternating pairs) gave ×0.847 and ×0.864 of the
+   * CPU for wrk's p99 ×1.066 and ×1.031, but PostgreSQL at 2,000 tps (bench/pgsql
+   * --agent-args, 3 rounds each) no less CPU (0.458 → 0.444 CPU-s per 10k) and a
+   * higher p99 (agent / floor 1.233 → 1.785); 10 rather than 5, HTTP CPU ×1.072 and
+   * p99 ×1.162; 40 rather than 20, CPU ×0.958 and p99 ×1.10. So 5 stays the default;
+   * 20 is for hosts that trade some tail latency for agent CPU at HTTP rates.
+   * Default: see drainMinIntervalMs.
    */
   drain_min_interval_ms: z.number().int().min(1).max(1000).optional(),
   /**

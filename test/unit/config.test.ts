@@ -107,10 +107,10 @@ describe('validateConfig: defaults', () => {
     assert.deepEqual(c.protocols.redis.ports, [6379]);
   });
 
-  test('drain_min_interval_ms left out: 20 ms for the kernel hooks under SCHED_IDLE, 1 ms at normal priority and for the packet mode', () => {
+  test('drain_min_interval_ms left out: 5 ms for the kernel hooks under SCHED_IDLE, 1 ms at normal priority and for the packet mode', () => {
     const cfg = (extra: Record<string, unknown>) => validateConfig({ protocols: { http: { ports: [80] } }, ...extra }, 't');
-    assert.equal(drainMinIntervalMs(cfg({}), 'kernel'), 20);
-    assert.equal(drainMinIntervalMs(cfg({ sched_idle: true }), 'kernel'), 20);
+    assert.equal(drainMinIntervalMs(cfg({}), 'kernel'), 5);
+    assert.equal(drainMinIntervalMs(cfg({ sched_idle: true }), 'kernel'), 5);
     assert.equal(drainMinIntervalMs(cfg({ sched_idle: false }), 'kernel'), 1);
     assert.equal(drainMinIntervalMs(cfg({}), 'packet'), 1);
     assert.equal(drainMinIntervalMs(cfg({ drain_min_interval_ms: 3 }), 'kernel'), 3);
