@@ -22,6 +22,11 @@ export function stringArg(name: string): string | undefined {
   return i > 0 ? process.argv[i + 1] : undefined;
 }
 
+/** A list option (`--name "a b c"`), split at spaces: [] when it is not given. */
+export function listArg(name: string): string[] {
+  return (stringArg(name) ?? '').split(' ').filter((a) => a !== '');
+}
+
 /** A string option, one of `choices`. */
 export function choiceArg<C extends string>(name: string, choices: readonly C[], fallback: C): C {
   const i = process.argv.indexOf(`--${name}`);

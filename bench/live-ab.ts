@@ -21,7 +21,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { alternatePairs, arg, buildDir, cpuSeconds, machine, paceScript, ratioInterval, REPO, report, requireTools, runMain, sleep, startNginx, stringArg, summarize, waitLine, wrk } from './common';
+import { alternatePairs, arg, buildDir, cpuSeconds, listArg, machine, paceScript, ratioInterval, REPO, report, requireTools, runMain, sleep, startNginx, stringArg, summarize, waitLine, wrk } from './common';
 
 const PORT = 18320;
 const PAIRS = arg('pairs', 10);
@@ -62,9 +62,6 @@ interface Round {
   p99us: number;
 }
 
-/** A side's extra arguments of `packetbeat-ebpf run` (--before-args / --after-args), split at spaces. */
-const sideArgs = (name: string): string[] => (stringArg(name) ?? '').split(' ').filter((a) => a !== '');
-
 /** One agent of the build at `root` (with `extra` arguments): warm-up, then the measured load. */
 async function round(root: string, extra: readonly string[], dir: string, pace: string): Promise<Round> {
   const docs = path.join(dir, 'docs.ndjson');
@@ -97,8 +94,9 @@ async function main(): Promise<void> {
   if (!beforeArg) throw new Error('--before DIR: the build to compare with (a checkout with its addon, BPF objects and dist/ built)');
   const before = checkBuild(beforeArg, '--before');
   const after = checkBuild(stringArg('after') ?? REPO, '--after');
-  const beforeArgs = sideArgs('before-args');
-  const afterArgs = sideArgs('after-args');
+  // more arguments of `packetbeat-ebpf run` per side
+  const beforeArgs = listArg('before-args');
+  const afterArgs = listArg('after-args');
   if (!Number.isInteger(PAIRS) || PAIRS < 2) throw new Error('--pairs wants a whole number of at least 2');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-live-ab-'));
   const nginx = await startNginx(dir, PORT);

@@ -23,6 +23,7 @@ import { startPostgres } from '../test/helpers/databases';
 import {
   arg,
   choiceArg,
+  listArg,
   machine,
   median,
   r3,
@@ -32,7 +33,6 @@ import {
   schedOf,
   schedSummary,
   SPEND_BURST_DEFAULT_S,
-  stringArg,
   summarize,
   warmupOf,
   withAgent,
@@ -55,7 +55,7 @@ const THREADS = Math.min(2, CLIENTS);
 /** pgbench scale: 100,000 pgbench_accounts rows per unit */
 const SCALE = arg('scale', 1);
 /** More arguments of `packetbeat-ebpf run` (split at spaces), e.g. `-c drain5.yml`: a setting's figures beside the default's. */
-const AGENT_ARGS = (stringArg('agent-args') ?? '').split(' ').filter((a) => a !== '');
+const AGENT_ARGS = listArg('agent-args');
 const PROTOCOL = choiceArg('protocol', ['simple', 'extended', 'prepared'] as const, 'simple');
 
 /** What pgbench -S sends: the aid inline with -M simple, a parameter otherwise. */
