@@ -16,6 +16,13 @@ export function arg(name: string, fallback: number): number {
   return v;
 }
 
+/** A whole-number option of at least `min` (`why`: what the reader should know of that bound). */
+export function wholeArg(name: string, fallback: number, min: number, why = ''): number {
+  const v = arg(name, fallback);
+  if (!Number.isInteger(v) || v < min) throw new Error(`--${name} wants a whole number of at least ${min}${why}`);
+  return v;
+}
+
 /** A string option's value (`--name value`), or undefined when it is not given. */
 export function stringArg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -29,9 +36,8 @@ export function listArg(name: string): string[] {
 
 /** A string option, one of `choices`. */
 export function choiceArg<C extends string>(name: string, choices: readonly C[], fallback: C): C {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = process.argv[i + 1] as C;
+  const v = stringArg(name) as C | undefined;
+  if (v === undefined) return fallback;
   if (!choices.includes(v)) throw new Error(`--${name} wants one of ${choices.join(', ')}, got ${v}`);
   return v;
 }
@@ -409,11 +415,21 @@ export function ratioInterval(ratios: number[], draws = 4000): { geomean: number
 }
 
 /** A build to compare (a checkout), checked: each of `files` (relative to it) must be there, else `hint` says how to make them. */
-export function buildDir(dir: string, what: string, files: readonly string[], hint: string): string {
+function buildDir(dir: string, option: string, files: readonly string[], hint: string): string {
   const root = path.resolve(dir);
   const missing = files.filter((f) => !fs.existsSync(path.join(root, f)));
-  if (missing.length > 0) throw new Error(`${what} ${root} has no ${missing.join(' or ')}: ${hint}`);
+  if (missing.length > 0) throw new Error(`${option} ${root} has no ${missing.join(' or ')}: ${hint}`);
   return root;
+}
+
+/**
+ * The two builds to compare: `--before DIR` (required) and `--after DIR` (this
+ * checkout by default), each checked by buildDir; `what` says what a build is.
+ */
+export function comparedBuilds(what: string, files: readonly string[], hint: string): { before: string; after: string } {
+  const before = stringArg('before');
+  if (!before) throw new Error(`--before DIR: the build to compare with (${what})`);
+  return { before: buildDir(before, '--before', files, hint), after: buildDir(stringArg('after') ?? REPO, '--after', files, hint) };
 }
 
 /**

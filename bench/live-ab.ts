@@ -21,20 +21,16 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { alternatePairs, arg, buildDir, cpuSeconds, listArg, machine, paceScript, ratioInterval, REPO, report, requireTools, runMain, sleep, startNginx, stringArg, summarize, waitLine, wrk } from './common';
+import { alternatePairs, arg, comparedBuilds, cpuSeconds, listArg, machine, paceScript, ratioInterval, report, requireTools, runMain, sleep, startNginx, summarize, waitLine, wholeArg, wrk } from './common';
 
 const PORT = 18320;
-const PAIRS = arg('pairs', 10);
+const PAIRS = wholeArg('pairs', 10, 2);
 const SECONDS = arg('seconds', 5);
 const WARMUP_S = arg('warmup', 3);
 const DELAY_MS = arg('delay-ms', 2);
 const CONNECTIONS = 16;
 /** After a load: time for the agent to write what it captured before its documents are counted. */
 const SETTLE_MS = 500;
-
-/** A build with its agent built (addon, BPF objects, dist/). */
-const checkBuild = (dir: string, what: string) =>
-  buildDir(dir, what, ['bin/packetbeat-ebpf', 'dist/src/cli/main.js'], 'build it first (npm run build there)');
 
 /** Lines (documents) in a file from byte `from` on. */
 function linesFrom(file: string, from: number): number {
@@ -90,14 +86,14 @@ async function round(root: string, extra: readonly string[], dir: string, pace: 
 
 async function main(): Promise<void> {
   requireTools({ nginx: 'nginx-light', wrk: 'wrk' });
-  const beforeArg = stringArg('before');
-  if (!beforeArg) throw new Error('--before DIR: the build to compare with (a checkout with its addon, BPF objects and dist/ built)');
-  const before = checkBuild(beforeArg, '--before');
-  const after = checkBuild(stringArg('after') ?? REPO, '--after');
+  const { before, after } = comparedBuilds(
+    'a checkout with its addon, BPF objects and dist/ built',
+    ['bin/packetbeat-ebpf', 'dist/src/cli/main.js'],
+    'build it first (npm run build there)',
+  );
   // more arguments of `packetbeat-ebpf run` per side
   const beforeArgs = listArg('before-args');
   const afterArgs = listArg('after-args');
-  if (!Number.isInteger(PAIRS) || PAIRS < 2) throw new Error('--pairs wants a whole number of at least 2');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-live-ab-'));
   const nginx = await startNginx(dir, PORT);
   const pace = paceScript(dir, DELAY_MS);

@@ -28,16 +28,13 @@ import type * as ConfigModule from '../src/config';
 import type * as ProcessModule from '../src/conn/process-info';
 import type * as ConsoleModule from '../src/outputs/console';
 import type * as LoggerModule from '../src/util/logger';
-import { alternatePairs, arg, buildDir, machine, ratioInterval, REPO, report, runMain, stringArg, summarize } from './common';
+import { alternatePairs, arg, comparedBuilds, machine, ratioInterval, report, runMain, stringArg, summarize, wholeArg } from './common';
 import { playRecording, type PipelineModules } from './play';
 
 /** The recording's HTTP port (bench/pipeline records on it). */
 const PORT = arg('port', 18310);
-const PAIRS = arg('pairs', 12);
-const PLAYS = arg('plays', 6);
-
-/** A build with its pipeline compiled. */
-const checkBuild = (dir: string, what: string) => buildDir(dir, what, ['dist/src/agent/pipeline.js'], 'compile it first (npx tsc -p tsconfig.json there)');
+const PAIRS = wholeArg('pairs', 12, 2);
+const PLAYS = wholeArg('plays', 6, 2, ' (the first is not counted)');
 
 /** In a child: play the recording through the build at `root`; print the median CPU µs per transaction. */
 async function playChild(root: string, file: string): Promise<void> {
@@ -79,12 +76,7 @@ async function main(): Promise<void> {
   const file = stringArg('file');
   if (!file || !fs.existsSync(file)) throw new Error('--file F.pberec: a recording (node dist/bench/pipeline.js --file F.pberec records one)');
   if (child !== undefined) return playChild(child, file);
-  const beforeArg = stringArg('before');
-  if (!beforeArg) throw new Error('--before DIR: the build to compare with (a checkout with dist/ compiled)');
-  const before = checkBuild(beforeArg, '--before');
-  const after = checkBuild(stringArg('after') ?? REPO, '--after');
-  if (!Number.isInteger(PAIRS) || PAIRS < 2) throw new Error('--pairs wants a whole number of at least 2');
-  if (!Number.isInteger(PLAYS) || PLAYS < 2) throw new Error('--plays wants a whole number of at least 2 (the first is not counted)');
+  const { before, after } = comparedBuilds('a checkout with dist/ compiled', ['dist/src/agent/pipeline.js'], 'compile it first (npx tsc -p tsconfig.json there)');
   const { before: a, after: b } = await alternatePairs(
     PAIRS,
     (which) => playIn(which === 'before' ? before : after, file),
