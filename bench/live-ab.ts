@@ -1,34 +1,65 @@
 /**
  * Before/after of the agent's CPU live: two builds' agents (`packetbeat-ebpf
- * run`) traced nginx in turn under the same paced wrk load (HTTP, keep-alive,
- * below saturation), alternating which goes first, each after its own warm-up.
+ * run`) traced a server in turn under the same paced load, below saturation,
+ * alternating which goes first, each after its own warm-up. The load is HTTP
+ * (nginx, wrk keep-alive with a delay before each request) or PostgreSQL
+ * (`--load pgsql`: pgbench -S at a fixed rate, --rate transactions/s).
  * A round's figure is the agent's CPU seconds (all threads, /proc/PID/stat)
  * per 10,000 of the documents it wrote over the measured load (and 0.5 s after
  * it, for what it still had to write). Prints each build's median and the
  * geometric mean of the paired ratios after/before with a 95% bootstrap
  * interval. Live rounds are far noisier than bench/pipeline-ab's plays (the
- * agent shares 2 cores with wrk and nginx, and the machine with others):
+ * agent shares 2 cores with the load and the server, and the machine with others):
  * 10 pairs where the rounds spread by ±25% could not show a 10% change.
- * Each round also gives wrk's p99 latency: the paired p99 ratios are printed
+ * Each round also gives the load generator's p99 latency (pgbench's counts
+ * from each transaction's scheduled start): the paired p99 ratios are printed
  * beside (what the change costs the traced application, if anything).
- *   node dist/bench/live-ab.js --before DIR [--after DIR] [--pairs 10] [--seconds 5] [--warmup 3] [--delay-ms 2]
- *                              [--before-args "ARGS"] [--after-args "ARGS"]
+ *   node dist/bench/live-ab.js --before DIR [--after DIR] [--load http|pgsql] [--pairs 10] [--seconds 5] [--warmup 3]
+ *                              [--delay-ms 2] [--rate 2000] [--before-args "ARGS"] [--after-args "ARGS"]
  * (a build is a checkout with its addon, BPF objects and dist/ built; --after defaults to this checkout;
  * --before-args/--after-args: more arguments of `packetbeat-ebpf run` for that side, split at spaces,
- * e.g. `-c drain20.yml`: one build, two settings, when --before is this checkout too)
+ * e.g. `-c drain20.yml`: one build, two settings, when --before is this checkout too;
+ * --delay-ms paces HTTP, --rate PostgreSQL)
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { alternatePairs, arg, comparedBuilds, cpuSeconds, listArg, machine, paceScript, ratioInterval, report, requireTools, runMain, sleep, startNginx, summarize, waitLine, wholeArg, wrk } from './common';
+import { startPostgres } from '../test/helpers/databases';
+import {
+  alternatePairs,
+  arg,
+  choiceArg,
+  comparedBuilds,
+  cpuSeconds,
+  listArg,
+  machine,
+  paceScript,
+  ratioInterval,
+  report,
+  requireTools,
+  runMain,
+  sleep,
+  startNginx,
+  summarize,
+  waitLine,
+  wholeArg,
+  wrk,
+} from './common';
+import { pgbench, pgbenchInit } from './pgbench';
 
 const PORT = 18320;
+const LOAD = choiceArg('load', ['http', 'pgsql'] as const, 'http');
 const PAIRS = wholeArg('pairs', 10, 2);
 const SECONDS = arg('seconds', 5);
 const WARMUP_S = arg('warmup', 3);
 const DELAY_MS = arg('delay-ms', 2);
+/** pgbench's transactions per second (--load pgsql) */
+const RATE = wholeArg('rate', 2000, 1);
 const CONNECTIONS = 16;
+/** pgbench's clients and threads, as bench/pgsql's */
+const PG_CLIENTS = 8;
+const PG_THREADS = 2;
 /** After a load: time for the agent to write what it captured before its documents are counted. */
 const SETTLE_MS = 500;
 
@@ -50,34 +81,77 @@ function linesFrom(file: string, from: number): number {
   }
 }
 
+/** A server under a paced load, in `dir`. */
+interface Load {
+  /** `run --ports` for the agent */
+  ports: string;
+  /** what the results say the load was */
+  description: string;
+  /** the load for `seconds`: what completed, and its p99 latency (µs) */
+  run(seconds: number): { requests: number; p99us: number };
+  stop(): Promise<void>;
+}
+
+async function startLoad(dir: string): Promise<Load> {
+  if (LOAD === 'pgsql') {
+    const pg = await startPostgres(PORT);
+    try {
+      pgbenchInit(PORT, 1);
+    } catch (err) {
+      await pg.stop();
+      throw err;
+    }
+    return {
+      ports: `pgsql=${PORT}`,
+      description: `pgbench -S -M simple -R ${RATE} -c ${PG_CLIENTS} -j ${PG_THREADS} (latency from each transaction's scheduled start), ${SECONDS} s after a ${WARMUP_S} s warm-up`,
+      run(seconds) {
+        const r = pgbench({ port: PORT, dir, seconds, clients: PG_CLIENTS, threads: PG_THREADS, protocol: 'simple', rate: RATE });
+        return { requests: r.transactions, p99us: Math.round(r.p99Ms * 1000) };
+      },
+      stop: () => pg.stop(),
+    };
+  }
+  const nginx = await startNginx(dir, PORT);
+  const script = paceScript(dir, DELAY_MS);
+  return {
+    ports: `http=${PORT}`,
+    description: `wrk -t1 -c${CONNECTIONS} with a ${DELAY_MS} ms delay before each request, ${SECONDS} s after a ${WARMUP_S} s warm-up`,
+    run(seconds) {
+      const r = wrk({ port: PORT, connections: CONNECTIONS, seconds, script });
+      return { requests: r.requests, p99us: r.p99us };
+    },
+    stop: () => nginx.stop(),
+  };
+}
+
 interface Round {
   cpuPer10k: number;
   documents: number;
   requests: number;
-  /** wrk's p99 latency over the measured load (µs) */
+  /** the load generator's p99 latency over the measured load (µs) */
   p99us: number;
 }
 
 /** One agent of the build at `root` (with `extra` arguments): warm-up, then the measured load. */
-async function round(root: string, extra: readonly string[], dir: string, pace: string): Promise<Round> {
+async function round(root: string, extra: readonly string[], dir: string, load: Load): Promise<Round> {
   const docs = path.join(dir, 'docs.ndjson');
   const out = fs.openSync(docs, 'w');
-  const child = spawn(process.execPath, [path.join(root, 'bin/packetbeat-ebpf'), 'run', '--ports', `http=${PORT}`, ...extra], { stdio: ['ignore', out, 'pipe'] });
+  const child = spawn(process.execPath, [path.join(root, 'bin/packetbeat-ebpf'), 'run', '--ports', load.ports, ...extra], { stdio: ['ignore', out, 'pipe'] });
   fs.closeSync(out);
   const closed = new Promise((r) => child.once('close', r));
   try {
     await waitLine(child, 'stderr', (l) => l.includes('"capturing"'));
-    if (WARMUP_S > 0) wrk({ port: PORT, connections: CONNECTIONS, seconds: WARMUP_S, script: pace });
+    if (WARMUP_S > 0) load.run(WARMUP_S);
     await sleep(SETTLE_MS);
     const pid = child.pid!;
     const start = fs.statSync(docs).size;
     const cpu0 = cpuSeconds(pid);
-    const load = wrk({ port: PORT, connections: CONNECTIONS, seconds: SECONDS, script: pace });
+    const measured = load.run(SECONDS);
     await sleep(SETTLE_MS);
     const cpu = cpuSeconds(pid) - cpu0;
     const documents = linesFrom(docs, start);
-    if (documents < load.requests * 0.99) throw new Error(`${root}: ${documents} documents for ${load.requests} requests (drops?): not a round to compare`);
-    return { cpuPer10k: (cpu / documents) * 1e4, documents, requests: load.requests, p99us: load.p99us };
+    if (documents < measured.requests * 0.99) throw new Error(`${root}: ${documents} documents for ${measured.requests} requests (drops?): not a round to compare`);
+    return { cpuPer10k: (cpu / documents) * 1e4, documents, requests: measured.requests, p99us: measured.p99us };
   } finally {
     child.kill('SIGINT');
     await closed;
@@ -85,7 +159,7 @@ async function round(root: string, extra: readonly string[], dir: string, pace: 
 }
 
 async function main(): Promise<void> {
-  requireTools({ nginx: 'nginx-light', wrk: 'wrk' });
+  requireTools(LOAD === 'pgsql' ? { pgbench: 'postgresql', pg_isready: 'postgresql', runuser: 'util-linux' } : { nginx: 'nginx-light', wrk: 'wrk' });
   const { before, after } = comparedBuilds(
     'a checkout with its addon, BPF objects and dist/ built',
     ['bin/packetbeat-ebpf', 'dist/src/cli/main.js'],
@@ -95,19 +169,18 @@ async function main(): Promise<void> {
   const beforeArgs = listArg('before-args');
   const afterArgs = listArg('after-args');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-live-ab-'));
-  const nginx = await startNginx(dir, PORT);
-  const pace = paceScript(dir, DELAY_MS);
+  const load = await startLoad(dir);
   let runs: { before: Round[]; after: Round[] };
   try {
     runs = await alternatePairs(
       PAIRS,
-      (which) => (which === 'before' ? round(before, beforeArgs, dir, pace) : round(after, afterArgs, dir, pace)),
+      (which) => (which === 'before' ? round(before, beforeArgs, dir, load) : round(after, afterArgs, dir, load)),
       (x, y) =>
         `before ${x.cpuPer10k.toFixed(3)} CPU-s/10k, after ${y.cpuPer10k.toFixed(3)}, ratio ${(y.cpuPer10k / x.cpuPer10k).toFixed(3)}; ` +
         `p99 ${x.p99us} → ${y.p99us} µs`,
     );
   } finally {
-    await nginx.stop();
+    await load.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
   const { before: a, after: b } = runs;
@@ -117,7 +190,7 @@ async function main(): Promise<void> {
     'live-ab',
     {
       machine: machine(),
-      load: `wrk -t1 -c${CONNECTIONS} with a ${DELAY_MS} ms delay before each request, ${SECONDS} s after a ${WARMUP_S} s warm-up`,
+      load: load.description,
       before,
       after,
       before_args: beforeArgs,
@@ -127,7 +200,7 @@ async function main(): Promise<void> {
       before_cpu_seconds_per_10k: summarize(a.map((r) => r.cpuPer10k)),
       after_cpu_seconds_per_10k: summarize(b.map((r) => r.cpuPer10k)),
       ratio_after_before: { ...summarize(ratios), ...ratioInterval(ratios) },
-      // the traced application's p99 latency (wrk), paired the same way
+      // the traced application's p99 latency (wrk's or pgbench's), paired the same way
       before_p99_us: summarize(a.map((r) => r.p99us)),
       after_p99_us: summarize(b.map((r) => r.p99us)),
       p99_ratio_after_before: { ...summarize(p99Ratios), ...ratioInterval(p99Ratios) },

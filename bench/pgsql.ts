@@ -15,7 +15,6 @@
  * where the added latency and completeness are the figures.
  *   node dist/bench/pgsql.js [--rounds N] [--seconds S] [--clients C] [--scale S] [--protocol simple|extended|prepared] [--warmup S] [--spend-burst S] [--rate TPS] [--agent-args "ARGS"] [--no-write]
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -40,6 +39,7 @@ import {
   type SchedFigures,
   type WarmupRuns,
 } from './common';
+import { pgbench as runPgbench, pgbenchInit, type PgbenchResult } from './pgbench';
 
 const PORT = 18330;
 
@@ -63,69 +63,9 @@ const SELECT_SQL = PROTOCOL === 'simple' ? /^SELECT abalance FROM pgbench_accoun
 /** What pgbench asks once per run before the clients start (the scale, whether pgbench_accounts is partitioned). */
 const PGBENCH_SETUP_SQL = [/^select count\(\*\) from pgbench_branches$/, /^select o\.n, p\.partstrat, /];
 
-interface PgbenchResult {
-  /** "number of transactions actually processed" */
-  transactions: number;
-  /** "number of failed transactions" (PostgreSQL 15 reports it; 0 if absent) */
-  failed: number;
-  /** "tps = ... (without initial connection time)" */
-  tps: number;
-  /** from the per-transaction log: one line per transaction, latency in µs */
-  logged: number;
-  latencyAvgMs: number;
-  latencyStddevMs: number;
-  p50Ms: number;
-  p99Ms: number;
-}
-
-function pgbenchArgs(): string[] {
-  return ['-h', '127.0.0.1', '-p', String(PORT), '-U', 'postgres'];
-}
-
-/** Quantile of sorted values (nearest rank). */
-const quantile = (sorted: Float64Array, q: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
-
-/**
- * pgbench -S for `seconds`, as fast as it goes or at `rate` transactions/s
- * (-R: then a transaction's latency counts from when it was scheduled, so a
- * server held up shows as latency, not as fewer requests); latency figures
- * from its --log files (removed after).
- */
+/** pgbench -S against this benchmark's server, for `seconds`, as fast as it goes or at `rate` transactions/s. */
 function pgbench(dir: string, seconds = SECONDS, rate?: number): PgbenchResult {
-  const logDir = fs.mkdtempSync(path.join(dir, 'log-'));
-  const prefix = path.join(logDir, 'pgbench');
-  const paced = rate === undefined ? [] : ['-R', String(rate)];
-  const args = [...pgbenchArgs(), '-n', '-S', '-M', PROTOCOL, '-c', String(CLIENTS), '-j', String(THREADS), '-T', String(seconds), ...paced, '--log', `--log-prefix=${prefix}`, 'postgres'];
-  const r = spawnSync('pgbench', args, { encoding: 'utf8', cwd: logDir });
-  if (r.status !== 0) throw new Error(`pgbench failed (${r.status ?? r.signal}): ${r.stderr}${r.stdout}`);
-  const out = r.stdout;
-  const transactions = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? NaN);
-  const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1] ?? NaN);
-  if (!Number.isFinite(transactions) || !Number.isFinite(tps)) throw new Error(`pgbench printed no transaction count or tps:\n${out}`);
-  // log lines: client_id transaction_no time(µs) script_no time_epoch time_us
-  const latencies: number[] = [];
-  for (const f of fs.readdirSync(logDir)) {
-    for (const line of fs.readFileSync(path.join(logDir, f), 'utf8').split('\n')) {
-      if (!line) continue;
-      const us = Number(line.split(' ')[2]);
-      if (!Number.isFinite(us)) throw new Error(`unexpected pgbench log line in ${f}: ${line}`);
-      latencies.push(us);
-    }
-  }
-  fs.rmSync(logDir, { recursive: true, force: true });
-  const sorted = Float64Array.from(latencies).sort();
-  const mean = latencies.reduce((a, b) => a + b, 0) / latencies.length;
-  const variance = latencies.reduce((a, b) => a + (b - mean) ** 2, 0) / latencies.length;
-  return {
-    transactions,
-    failed: Number(/number of failed transactions: (\d+)/.exec(out)?.[1] ?? 0),
-    tps,
-    logged: latencies.length,
-    latencyAvgMs: mean / 1000,
-    latencyStddevMs: Math.sqrt(variance) / 1000,
-    p50Ms: quantile(sorted, 0.5) / 1000,
-    p99Ms: quantile(sorted, 0.99) / 1000,
-  };
+  return runPgbench({ port: PORT, dir, seconds, clients: CLIENTS, threads: THREADS, protocol: PROTOCOL, rate });
 }
 
 /** Median over rounds of pgbench's latency figures, ms. */
@@ -211,8 +151,7 @@ async function main(): Promise<void> {
     }
   };
   try {
-    const init = spawnSync('pgbench', [...pgbenchArgs(), '-i', '-q', '-s', String(SCALE), 'postgres'], { encoding: 'utf8' });
-    if (init.status !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
+    pgbenchInit(PORT, SCALE);
     for (let i = 0; i < ROUNDS; i++) {
       const off = pgbench(dir);
       const floor = await withFloor([PORT], SECONDS, () => pgbench(dir));
