@@ -12,6 +12,7 @@ const BUDGET_PORT = 18088;
 const RING_BYTES = 4 * 1024 * 1024;
 const REQUESTS = 20_000;
 const LOAD_LIMIT_MS = 30_000;
+const IDLE_LOOK_MS = 2000;
 const SCHED_OTHER = 0;
 const SCHED_IDLE = 5;
 const skip = kernelSkip();
@@ -61,6 +62,13 @@ function crowdCpu0(pid: number, seconds: number, loops = 1): ChildProcess {
 }
 
 /** SIGINT, a clean exit, and the stats of the agent's 'stopping' line. */
+/** Times thread `tid` of `pid` went to sleep by itself (voluntary context switches). */
+function sleeps(pid: number, tid: number): number {
+  const m = /^voluntary_ctxt_switches:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'));
+  assert.ok(m, `no voluntary_ctxt_switches for ${pid}/${tid}`);
+  return Number(m[1]);
+}
+
 async function stopAgent(agent: AgentRun): Promise<Record<string, any> | undefined> {
   agent.child.kill('SIGINT');
   const exit = await agent.exited;
@@ -88,6 +96,8 @@ describe('sched_idle auto: idle while the agent keeps up, normal priority while 
   let hog: ChildProcess | undefined;
   let requests = 0;
   let atStart = new Map<number, number>();
+  /** the watcher's wake-ups over IDLE_LOOK_MS with no traffic */
+  let idleLooks = NaN;
   let duringLoad: Record<string, any> | undefined;
   let afterLoad = new Map<number, number>();
   let stopping: Record<string, any> | undefined;
@@ -99,6 +109,12 @@ describe('sched_idle auto: idle while the agent keeps up, normal priority while 
     const pid = agent.child.pid!;
     await new Promise((r) => setTimeout(r, 300));
     atStart = policies(pid);
+    const watcher = [...atStart].find(([, policy]) => policy === SCHED_OTHER)?.[0];
+    if (watcher !== undefined) {
+      const before = sleeps(pid, watcher);
+      await new Promise((r) => setTimeout(r, IDLE_LOOK_MS));
+      idleLooks = sleeps(pid, watcher) - before;
+    }
     hog = crowdCpu0(pid, 40);
     try {
       requests = await helloLoad(PORT, REQUESTS, LOAD_LIMIT_MS);
@@ -122,6 +138,12 @@ describe('sched_idle auto: idle while the agent keeps up, normal priority while 
     assert.ok(values.length >= 3, JSON.stringify([...atStart]));
     assert.equal(values.filter((p) => p === SCHED_OTHER).length, 1, JSON.stringify([...atStart]));
     assert.equal(values.filter((p) => p === SCHED_IDLE).length, values.length - 1, JSON.stringify([...atStart]));
+  });
+
+  test('with nothing to drain the watcher looks at the ring buffer less often (up to 80 ms apart, not every 10 ms)', (t) => {
+    t.diagnostic(`${idleLooks} wake-ups of the watcher in ${IDLE_LOOK_MS} ms`);
+    // every 80 ms is 25 looks in 2 s, every 10 ms 200; data now and then (other processes' execs) brings it back to 10 ms for a while
+    assert.ok(idleLooks >= 5 && idleLooks <= 80, `${idleLooks} wake-ups in ${IDLE_LOOK_MS} ms`);
   });
 
   test('starved while the ring buffer filled, it went back to normal priority and lost nothing', () => {
