@@ -287,8 +287,12 @@ export const configSchema = z.strictObject({
    * CPU for wrk's p99 ×1.066 and ×1.031, but PostgreSQL at 2,000 tps (bench/pgsql
    * --agent-args, 3 rounds each) no less CPU (0.458 → 0.444 CPU-s per 10k) and a
    * higher p99 (agent / floor 1.233 → 1.785); 10 rather than 5, HTTP CPU ×1.072 and
-   * p99 ×1.162; 40 rather than 20, CPU ×0.958 and p99 ×1.10. So 5 stays the default;
-   * 20 is for hosts that trade some tail latency for agent CPU at HTTP rates.
+   * p99 ×1.162; 40 rather than 20, CPU ×0.958 and p99 ×1.10. Paired the next day
+   * (live-ab --load pgsql, pgbench -S -R 2000, 10 pairs, three runs), 20 rather than 5
+   * gave PostgreSQL ×0.661, ×0.717 and ×0.728 of the CPU for a p99 ×1.18 [0.94, 1.45],
+   * ×1.06 [0.97, 1.16] and ×1.27 [1.08, 1.44]. So 5 stays the default: under
+   * SCHED_IDLE the agent's CPU is CPU nobody else wanted, the latency is the traced
+   * applications'. 20 is for hosts that trade some tail latency for agent CPU.
    * Default: see drainMinIntervalMs.
    */
   drain_min_interval_ms: z.number().int().min(1).max(1000).optional(),
