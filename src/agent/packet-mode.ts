@@ -3,7 +3,7 @@ import { CaptureStartError } from '../capture/ebpf-source';
 import { createAttributor, type Attributor } from '../capture/packet/attribution';
 import { loadPacketBinding } from '../capture/packet/addon';
 import { createPacketSource, type PacketSource } from '../capture/packet/source';
-import { drainMinIntervalMs, type Config } from '../config';
+import { drainIntervalMs, drainMinIntervalMs, type Config } from '../config';
 import { createModules, portMap } from '../protocols/registry';
 import { PROTOCOL_IDS } from '../protocols/types';
 import type { Logger } from '../util/logger';
@@ -55,7 +55,7 @@ export function createPacketModeSource(config: Config, logger: Logger): PacketSo
     maxPayload: config.max_payload,
     ringBytes: config.ring_buffer_bytes,
     wakeupBytes: config.wakeup_bytes,
-    drainIntervalMs: config.drain_interval_ms,
+    drainIntervalMs: drainIntervalMs(config, 'packet'),
     drainMinIntervalMs: drainMinIntervalMs(config, 'packet'),
     attributor,
     pids: config.pids,

@@ -2,7 +2,7 @@ import * as os from 'node:os';
 import { CaptureStartError, hasBpfCapabilities } from '../capture/ebpf-source';
 import { hookCandidates, openKernelSource } from '../capture/select-mode';
 import type { CaptureSource, SchedGuardState } from '../capture/source';
-import { drainMinIntervalMs, type Config } from '../config';
+import { drainIntervalMs, drainMinIntervalMs, type Config } from '../config';
 import { createRecorder, type Recorder } from '../capture/recording';
 import { createProcessCache } from '../conn/process-info';
 import { closeOutputs, createOutputs } from '../outputs';
@@ -131,7 +131,7 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
         maxPayload: config.max_payload,
         ringBytes: config.ring_buffer_bytes,
         wakeupBytes: config.wakeup_bytes,
-        drainIntervalMs: config.drain_interval_ms,
+        drainIntervalMs: drainIntervalMs(config, 'kernel'),
         drainMinIntervalMs: drainMinIntervalMs(config, 'kernel'),
         debug: process.env.PBE_LIBBPF_DEBUG === '1',
         onDecodeError: (err) => log.error({ err }, 'bad event batch'),

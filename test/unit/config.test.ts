@@ -8,6 +8,7 @@ import {
   ConfigError,
   DEFAULT_CONFIG_PATH,
   DEFAULT_PORTS,
+  drainIntervalMs,
   drainMinIntervalMs,
   parsePortsFlag,
   readConfigFile,
@@ -74,7 +75,7 @@ describe('validateConfig: defaults', () => {
     assert.equal(c.join_window_ms, 500);
     assert.equal(c.ring_buffer_bytes, 16 * 1024 * 1024);
     assert.equal(c.wakeup_bytes, 256 * 1024);
-    assert.equal(c.drain_interval_ms, 20);
+    assert.equal(c.drain_interval_ms, undefined); // drainIntervalMs: by capture
     assert.equal(c.drain_min_interval_ms, undefined); // drainMinIntervalMs: by capture and scheduling
     assert.equal(c.stats_interval_s, 30);
     assert.equal(c.nice, 0);
@@ -105,6 +106,14 @@ describe('validateConfig: defaults', () => {
     assert.equal(c.protocols.http.redact_authorization, true);
     assert.equal(c.protocols.http.redact_headers.length, 2);
     assert.deepEqual(c.protocols.redis.ports, [6379]);
+  });
+
+  test('drain_interval_ms left out: 50 ms for the kernel hooks, 20 ms for the packet mode', () => {
+    const cfg = (extra: Record<string, unknown>) => validateConfig({ protocols: { http: { ports: [80] } }, ...extra }, 't');
+    assert.equal(drainIntervalMs(cfg({}), 'kernel'), 50);
+    assert.equal(drainIntervalMs(cfg({}), 'packet'), 20);
+    assert.equal(drainIntervalMs(cfg({ drain_interval_ms: 7 }), 'kernel'), 7);
+    assert.equal(drainIntervalMs(cfg({ drain_interval_ms: 7 }), 'packet'), 7);
   });
 
   test('drain_min_interval_ms left out: 5 ms for the kernel hooks under SCHED_IDLE, 1 ms at normal priority and for the packet mode', () => {
