@@ -63,9 +63,11 @@ class SchedGuard {
   static constexpr int kPeriodMs = 10;
   // While the ring buffer is empty at each look (and the agent is not raised) the
   // period doubles up to this; data seen brings it back to kPeriodMs. Each wake-up
-  // costs ~50 µs of CPU on a VM (the idle agent's watcher: 5 ms/s at 100 looks/s),
-  // and an idle ring cannot fill in the time: at 80 ms, past `high` (an eighth of
-  // 16 MiB) takes 25 MB/s of events, a full ring 200 MB/s.
+  // costs ~50 µs of CPU on a VM (the idle agent's watcher: 5 ms/s at 100 looks/s).
+  // A load that starts meanwhile is seen up to 80 ms late: with the default 16 MiB
+  // ring, it passes `high` (an eighth) in that time only above 25 MB/s of events, and
+  // fills the ring only above 200 MB/s (what overflows then is counted by the kernel).
+  // Starvation is counted from the first look that sees data.
   static constexpr int kIdlePeriodMs = 80;
   // Data waiting this long without the agent reading any is starvation too: the
   // agent's lag (and what it learns late from /proc) stays bounded at low rates.
