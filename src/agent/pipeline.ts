@@ -17,6 +17,13 @@ import type { Logger } from '../util/logger';
 
 /** How often timers run (ms): transaction timeouts, join windows, idle connections. */
 export const TICK_MS = 100;
+/**
+ * How often they run while the pipeline holds nothing (Pipeline.holding): the
+ * idle connection and process sweeps (every few seconds, minutes) need no more.
+ * An idle agent's main thread then wakes ~20 times a second rather than ~30,
+ * each wake-up ~0.17 ms of CPU on this VM.
+ */
+export const IDLE_TICK_MS = 1000;
 /** A connection with no event for this long is forgotten (checked every IDLE_SWEEP_MS). */
 const IDLE_CONN_MS = 5 * 60_000;
 const IDLE_SWEEP_MS = 5_000;
@@ -46,6 +53,13 @@ export interface PipelineStats {
 export interface Pipeline extends CaptureSink {
   /** Timers: transaction timeouts, join windows, idle connections. */
   tick(): void;
+  /**
+   * Whether a timer of tick's has something to do soon: a request waiting for its
+   * response, a view for its peer's, a view for its process (a connection whose
+   * requests were all answered is let go of by the next tick). While nothing is
+   * held, tick has only the idle sweeps to do, and IDLE_TICK_MS is often enough.
+   */
+  holding(): boolean;
   /** Emit everything still held (shutdown). */
   flush(): void;
   stats(): PipelineStats;
@@ -555,6 +569,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       joiner.flush();
       publish();
     },
+    holding: () => withPending.size > 0 || joiner.pending() > 0 || awaitingCount > 0,
     stats() {
       return { ...stats, connections: table.size, joinPending: joiner.pending() + awaitingCount };
     },

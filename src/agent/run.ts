@@ -13,7 +13,7 @@ import type { Logger } from '../util/logger';
 import { loadBinding } from '../capture/addon';
 import { setProcessNice, setProcessSchedIdle } from '../util/priority';
 import { createPacketModeSource } from './packet-mode';
-import { createPipeline, TICK_MS, type Pipeline } from './pipeline';
+import { createPipeline, IDLE_TICK_MS, TICK_MS, type Pipeline } from './pipeline';
 
 /** How long shutdown waits for outputs to deliver (then backends spool what is left). */
 const SHUTDOWN_FLUSH_MS = 5_000;
@@ -178,10 +178,22 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
     throttlesSaid = throttles;
     throttleSaidAt = Date.now();
   };
-  const tick = setInterval(() => {
+  // the pipeline's timers: every TICK_MS while it holds something, every IDLE_TICK_MS
+  // while it holds nothing (a batch that leaves it holding brings TICK_MS back)
+  let tick: NodeJS.Timeout | undefined;
+  let tickMs = 0;
+  let ticking = true; // until stop: the last drains after it call onBatchEnd too
+  const scheduleTick = (ms: number) => {
+    clearTimeout(tick);
+    tickMs = ms;
+    tick = ticking ? setTimeout(onTick, ms) : undefined;
+  };
+  const onTick = () => {
     pipeline.tick();
     noteThrottles();
-  }, TICK_MS);
+    scheduleTick(pipeline.holding() ? TICK_MS : IDLE_TICK_MS);
+  };
+  scheduleTick(TICK_MS);
   const statsTimer =
     config.stats_interval_s > 0
       ? setInterval(() => log.info({ stats: statsLine(source, pipeline, outputs, prev, backpressure, guarded) }, 'stats'), config.stats_interval_s * 1000)
@@ -189,7 +201,8 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
 
   const stop = (reason: string, code = 0): Promise<void> => {
     stopping ??= (async () => {
-      clearInterval(tick);
+      ticking = false;
+      clearTimeout(tick);
       if (statsTimer) clearInterval(statsTimer);
       noteThrottles(); // a budget spent while the agent got no CPU to say so
       try {
@@ -228,6 +241,7 @@ export function startAgent(config: Config, logger: Logger, { record }: AgentOpti
     onEvent: (e: Parameters<typeof pipeline.onEvent>[0]) => pipeline.onEvent(e),
     onBatchEnd() {
       pipeline.onBatchEnd();
+      if (tickMs !== TICK_MS && pipeline.holding()) scheduleTick(TICK_MS);
       const full = outputs.filter((o) => o.full?.());
       if (full.length > 0 && !paused && source.pause) {
         paused = true;

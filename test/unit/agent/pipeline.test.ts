@@ -127,6 +127,36 @@ describe('pipeline', () => {
     assert.equal(h.pipeline.stats().shadowed, 1, 'the server socket is timed from the client parse');
   });
 
+  test('holding: while a request waits for its response (timers have work), not once it is answered or timed out', () => {
+    const h = harness();
+    const p = h.pipeline;
+    const t = h.mono();
+    assert.equal(p.holding(), false, 'a new pipeline holds nothing');
+    p.onEvent(event(CURL, EventKind.CONNECT, { seq: CLIENT_ISN }));
+    p.onEvent(event(NGINX, EventKind.ACCEPT, { seq: CLIENT_ISN }));
+    p.onEvent(data(CURL, EventDir.EGRESS, CLIENT_ISN, REQ, t + 1000));
+    p.onEvent(data(NGINX, EventDir.INGRESS, CLIENT_ISN, REQ, t + 2000));
+    p.onBatchEnd();
+    assert.equal(p.holding(), true, 'a request without its response');
+    p.onEvent(data(NGINX, EventDir.EGRESS, SERVER_ISN, RES, t + 5000));
+    p.onEvent(data(CURL, EventDir.INGRESS, SERVER_ISN, RES, t + 9000));
+    p.onBatchEnd();
+    assert.equal(h.docs.length, 1);
+    // the next tick forgets the answered connection
+    h.advance(100);
+    assert.equal(p.holding(), false, 'answered and published');
+    // another request on the connection, never answered: held until the transaction timeout
+    const c2 = (CLIENT_ISN + REQ.length) >>> 0;
+    p.onEvent(data(CURL, EventDir.EGRESS, c2, REQ, t + 10_000));
+    p.onEvent(data(NGINX, EventDir.INGRESS, c2, REQ, t + 11_000));
+    p.onBatchEnd();
+    assert.equal(p.holding(), true);
+    h.advance(2000);
+    h.advance(600);
+    assert.equal(h.docs.length, 2, 'reported unanswered');
+    assert.equal(p.holding(), false, 'timed out and published');
+  });
+
   test('the shadowed server socket is told to the kernel, and its later payload-less events still time it', () => {
     const verdicts: Array<[number, VerdictName]> = [];
     const h = harness({}, verdicts);
