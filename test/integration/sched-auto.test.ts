@@ -61,7 +61,6 @@ function crowdCpu0(pid: number, seconds: number, loops = 1): ChildProcess {
   return spawn('taskset', ['-c', '0', process.execPath, '-e', script], { stdio: 'ignore' });
 }
 
-/** SIGINT, a clean exit, and the stats of the agent's 'stopping' line. */
 /** Times thread `tid` of `pid` went to sleep by itself (voluntary context switches). */
 function sleeps(pid: number, tid: number): number {
   const m = /^voluntary_ctxt_switches:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'));
@@ -69,6 +68,7 @@ function sleeps(pid: number, tid: number): number {
   return Number(m[1]);
 }
 
+/** SIGINT, a clean exit, and the stats of the agent's 'stopping' line. */
 async function stopAgent(agent: AgentRun): Promise<Record<string, any> | undefined> {
   agent.child.kill('SIGINT');
   const exit = await agent.exited;
