@@ -17,6 +17,7 @@ const RES = Buffer.from('HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Type
 function harness(overrides: Record<string, unknown> = {}, verdicts: Array<[number, VerdictName]> = []) {
   let wallMs = 1_000_000;
   let monoNs = 5e12;
+  let sweeps = 0;
   const docs: TxnDocument[] = [];
   const output: Output = {
     name: 'test',
@@ -27,7 +28,9 @@ function harness(overrides: Record<string, unknown> = {}, verdicts: Array<[numbe
   const processes: ProcessCache = {
     lookup: (h): ProcessInfo => ({ pid: h.pid, name: h.comm, ppid: h.ppid, userId: h.uid, fromProc: false }),
     size: () => 0,
-    sweep: () => {},
+    sweep: () => {
+      sweeps++;
+    },
   };
   const config = validateConfig({ join_window_ms: 500, transaction_timeout_ms: 1000, ...overrides }, 'test');
   const pipeline = createPipeline({
@@ -48,6 +51,7 @@ function harness(overrides: Record<string, unknown> = {}, verdicts: Array<[numbe
       pipeline.tick();
     },
     mono: () => monoNs,
+    sweeps: () => sweeps,
   };
 }
 
@@ -155,6 +159,17 @@ describe('pipeline', () => {
     h.advance(600);
     assert.equal(h.docs.length, 2, 'reported unanswered');
     assert.equal(p.holding(), false, 'timed out and published');
+  });
+
+  test('the process cache is swept every few seconds (with the idle connections), not at every tick', () => {
+    const h = harness();
+    h.advance(100);
+    const first = h.sweeps();
+    assert.equal(first, 0, 'not at the first tick');
+    for (let i = 0; i < 40; i++) h.advance(100);
+    assert.equal(h.sweeps(), first, '4 s of ticks: no other sweep');
+    for (let i = 0; i < 20; i++) h.advance(100);
+    assert.equal(h.sweeps(), first + 1, 'one more after 5 s');
   });
 
   test('the shadowed server socket is told to the kernel, and its later payload-less events still time it', () => {
