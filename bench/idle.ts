@@ -12,6 +12,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { threadStates, type ThreadState } from '../test/helpers/threads';
 import { arg, machine, r3, report, requireTools, runMain, sleep, summarize, withAgent } from './common';
 
 const PORT = 18340;
@@ -19,33 +20,6 @@ const ROUNDS = arg('rounds', 3);
 const SECONDS = arg('seconds', 20);
 const SETTLE_S = arg('settle', 3);
 const SCHED_OTHER = 0;
-
-interface ThreadSample {
-  /** ns on CPU */
-  cpuNs: number;
-  voluntary: number;
-  policy: number;
-}
-
-/** Every thread of `pid` now (threads that end meanwhile are skipped). */
-function sample(pid: number): Map<number, ThreadSample> {
-  const out = new Map<number, ThreadSample>();
-  for (const name of fs.readdirSync(`/proc/${pid}/task`)) {
-    const tid = Number(name);
-    try {
-      const cpuNs = Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-      const status = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
-      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      // after the command's closing parenthesis: field 3 (state) on; policy is field 41
-      const policy = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]);
-      const voluntary = Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? NaN);
-      out.set(tid, { cpuNs, voluntary, policy });
-    } catch {
-      // the thread ended
-    }
-  }
-  return out;
-}
 
 interface Part {
   cpuMsPerS: number;
@@ -60,7 +34,7 @@ interface Round {
   threads: number;
 }
 
-function part(a: Map<number, ThreadSample>, b: Map<number, ThreadSample>, tids: number[], seconds: number): Part {
+function part(a: Map<number, ThreadState>, b: Map<number, ThreadState>, tids: number[], seconds: number): Part {
   let cpuNs = 0;
   let wakeups = 0;
   for (const tid of tids) {
@@ -68,7 +42,7 @@ function part(a: Map<number, ThreadSample>, b: Map<number, ThreadSample>, tids: 
     const y = b.get(tid);
     if (!x || !y) continue;
     cpuNs += y.cpuNs - x.cpuNs;
-    wakeups += y.voluntary - x.voluntary;
+    wakeups += y.voluntarySwitches - x.voluntarySwitches;
   }
   return { cpuMsPerS: r3(cpuNs / 1e6 / seconds), wakeupsPerS: r3(wakeups / seconds) };
 }
@@ -76,10 +50,10 @@ function part(a: Map<number, ThreadSample>, b: Map<number, ThreadSample>, tids: 
 async function round(dir: string): Promise<Round> {
   const run = await withAgent(['--ports', `http=${PORT}`], dir, async ({ pid }) => {
     await sleep(SETTLE_S * 1000);
-    const a = sample(pid);
+    const a = threadStates(pid);
     const from = process.hrtime.bigint();
     await sleep(SECONDS * 1000);
-    const b = sample(pid);
+    const b = threadStates(pid);
     const seconds = Number(process.hrtime.bigint() - from) / 1e9;
     const tids = [...b.keys()].filter((t) => a.has(t));
     const watcher = tids.find((t) => t !== pid && b.get(t)!.policy === SCHED_OTHER);

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as readline from 'node:readline';
 import { describe, test } from 'node:test';
 import { BIN, checkReport, kernelSkip, loadedPrograms, startAgent } from '../helpers/agent';
 import { freePort } from '../helpers/net';
+import { threadStates } from '../helpers/threads';
 
 const skip = kernelSkip();
 
@@ -91,12 +91,8 @@ describe('the CLI as users run it', { skip }, () => {
       assert.match(agent.stderr.join('\n'), /"sched_idle":true/);
       for (let i = 0; i < 3; i++) await (await fetch(`http://127.0.0.1:${port}/idle/${i}`)).text();
       await agent.waitFor((docs) => docs.filter((d) => d.url?.path?.startsWith('/idle/')).length === 3);
-      // the policy is field 41 of each task's stat (SCHED_IDLE = 5)
-      const pid = agent.child.pid!;
-      const policies = fs.readdirSync(`/proc/${pid}/task`).map((t) => {
-        const stat = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]);
-      });
+      // each thread's policy (SCHED_IDLE = 5)
+      const policies = [...threadStates(agent.child.pid!).values()].map((t) => t.policy);
       assert.ok(policies.length >= 2, `threads: ${policies.length}`);
       assert.deepEqual([...new Set(policies)], [5]);
     } finally {

@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { kernelSkip, startAgent, type AgentRun } from '../helpers/agent';
 import { helloLoad } from '../helpers/http-clients';
 import { startNginx, type RunningServer } from '../helpers/servers';
+import { threadStates } from '../helpers/threads';
 
 const PORT = 18087;
 const BUDGET_PORT = 18088;
@@ -17,19 +18,9 @@ const SCHED_OTHER = 0;
 const SCHED_IDLE = 5;
 const skip = kernelSkip();
 
-/** Scheduling policy of each thread of `pid` (field 41 of /proc/PID/task/TID/stat). */
+/** Scheduling policy of each thread of `pid`. */
 function policies(pid: number): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(Number(tid), Number(fields[38])); // fields[0] is field 3 (state)
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return out;
+  return new Map([...threadStates(pid)].map(([tid, t]) => [tid, t.policy]));
 }
 
 function lastStats(agent: AgentRun): Record<string, any> | undefined {
@@ -59,13 +50,6 @@ function crowdCpu0(pid: number, seconds: number, loops = 1): ChildProcess {
   const loop = `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end);`;
   const script = `const { Worker } = require('node:worker_threads'); for (let i = 1; i < ${loops}; i++) new Worker(${JSON.stringify(loop)}, { eval: true }); ${loop}`;
   return spawn('taskset', ['-c', '0', process.execPath, '-e', script], { stdio: 'ignore' });
-}
-
-/** Times thread `tid` of `pid` went to sleep by itself (voluntary context switches). */
-function sleeps(pid: number, tid: number): number {
-  const m = /^voluntary_ctxt_switches:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'));
-  assert.ok(m, `no voluntary_ctxt_switches for ${pid}/${tid}`);
-  return Number(m[1]);
 }
 
 /** SIGINT, a clean exit, and the stats of the agent's 'stopping' line. */
@@ -111,9 +95,10 @@ describe('sched_idle auto: idle while the agent keeps up, normal priority while 
     atStart = policies(pid);
     const watcher = [...atStart].find(([, policy]) => policy === SCHED_OTHER)?.[0];
     if (watcher !== undefined) {
-      const before = sleeps(pid, watcher);
+      const sleeps = () => threadStates(pid).get(watcher)?.voluntarySwitches ?? NaN;
+      const before = sleeps();
       await new Promise((r) => setTimeout(r, IDLE_LOOK_MS));
-      idleLooks = sleeps(pid, watcher) - before;
+      idleLooks = sleeps() - before;
     }
     hog = crowdCpu0(pid, 40);
     try {
