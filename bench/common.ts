@@ -389,7 +389,12 @@ export const spread = (xs: number[]): number[] => [Math.min(...xs), Math.max(...
 export const r3 = (x: number): number => Math.round(x * 1000) / 1000;
 
 /** median [min, max] of per-round values, rounded */
-export function summarize(xs: number[]): { median: number; spread: number[] } {
+export interface Summary {
+  median: number;
+  spread: number[];
+}
+
+export function summarize(xs: number[]): Summary {
   return { median: r3(median(xs)), spread: spread(xs).map(r3) };
 }
 

@@ -16,6 +16,7 @@
  * not the mean, says whether a change is real (one build against itself, 12
  * pairs in a noisy hour here: 0.967 [0.862, 1.088]).
  *   node dist/bench/pipeline-ab.js --file F.pberec --before DIR [--after DIR] [--pairs 12] [--plays 6]
+ *     [--port 18310] [--protocol http|pgsql|mysql|redis]   (the recording's port and protocol)
  * (--after defaults to this checkout)
  */
 import { execFileSync } from 'node:child_process';
@@ -27,12 +28,14 @@ import type * as RecordingModule from '../src/capture/recording';
 import type * as ConfigModule from '../src/config';
 import type * as ProcessModule from '../src/conn/process-info';
 import type * as ConsoleModule from '../src/outputs/console';
+import type { ProtocolName } from '../src/protocols/types';
 import type * as LoggerModule from '../src/util/logger';
-import { alternatePairs, arg, comparedBuilds, machine, ratioInterval, report, runMain, stringArg, summarize, wholeArg } from './common';
-import { playRecording, type PipelineModules } from './play';
+import { alternatePairs, arg, choiceArg, comparedBuilds, machine, ratioInterval, report, runMain, stringArg, summarize, wholeArg } from './common';
+import { devnullSink, playRecording, type PipelineModules } from './play';
 
-/** The recording's HTTP port (bench/pipeline records on it). */
+/** The recording's port (bench/pipeline records HTTP on 18310) and what it carries. */
 const PORT = arg('port', 18310);
+const PROTOCOL = choiceArg<ProtocolName>('protocol', ['http', 'pgsql', 'mysql', 'redis'], 'http');
 const PAIRS = wholeArg('pairs', 12, 2);
 const PLAYS = wholeArg('plays', 6, 2, ' (the first is not counted)');
 
@@ -52,19 +55,19 @@ async function playChild(root: string, file: string): Promise<void> {
   const recording = load<typeof RecordingModule>('capture/recording').readRecording(file);
   const perTxn: number[] = [];
   for (let i = 0; i < PLAYS; i++) {
-    const devnull = fs.createWriteStream('/dev/null');
-    const p = playRecording(modules, recording, PORT, devnull);
-    if (p.transactions === 0) throw new Error(`no transaction in ${file} on port ${PORT} (--port)`);
+    const sink = devnullSink();
+    const p = playRecording(modules, recording, { port: PORT, protocol: PROTOCOL }, sink);
+    if (p.transactions === 0) throw new Error(`no ${PROTOCOL} transaction in ${file} on port ${PORT} (--port, --protocol)`);
     perTxn.push(p.cpuUs / p.transactions);
-    devnull.end();
-    await new Promise((r) => setImmediate(r)); // let the stream drain
+    sink.destroy();
+    await new Promise((r) => setImmediate(r));
   }
   const rest = perTxn.slice(1).sort((a, b) => a - b);
   process.stdout.write(`${JSON.stringify({ cpuUsPerTxn: rest[rest.length >> 1] })}\n`);
 }
 
 function playIn(root: string, file: string): number {
-  const out = execFileSync(process.execPath, [__filename, '--child', root, '--file', file, '--plays', String(PLAYS), '--port', String(PORT)], {
+  const out = execFileSync(process.execPath, [__filename, '--child', root, '--file', file, '--plays', String(PLAYS), '--port', String(PORT), '--protocol', PROTOCOL], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -88,6 +91,7 @@ async function main(): Promise<void> {
     {
       machine: machine(),
       recording: file,
+      protocol: PROTOCOL,
       before,
       after,
       pairs: PAIRS,

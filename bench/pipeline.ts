@@ -7,8 +7,13 @@
  * the heap after the plays. Playing is CPU-bound and single-threaded, so the
  * figure is the agent's own cost per transaction, stable enough for before/after
  * comparisons of the decoding path (`--cpu-prof` on node for where it goes).
- *   node dist/bench/pipeline.js [--seconds S] [--plays N] [--file F.pberec]
- * (--file: play F; when F does not exist yet, record it there first)
+ * Then plays it again as the agent drains live, asleep --pause-ms (the drain
+ * timer's default) before each batch, counting the batches' CPU only: what
+ * coming back from sleep costs per transaction on this host. And a probe of
+ * that cost: one byte read in each of 2,000 pages after a sleep and back to back.
+ *   node dist/bench/pipeline.js [--seconds S] [--plays N] [--paced-plays N] [--pause-ms MS]
+ *     [--file F.pberec [--port P] [--protocol http|pgsql|mysql|redis]]
+ * (--file: play F; when F does not exist yet, record it there first, HTTP on 18310)
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -17,14 +22,17 @@ import * as path from 'node:path';
 import { createPipeline, TICK_MS } from '../src/agent/pipeline';
 import { decodeBatch } from '../src/capture/events';
 import { readRecording } from '../src/capture/recording';
-import { validateConfig } from '../src/config';
+import { drainMinIntervalMs, validateConfig } from '../src/config';
 import { createProcessCache } from '../src/conn/process-info';
 import { createConsoleOutput } from '../src/outputs/console';
+import type { ProtocolName } from '../src/protocols/types';
 import { createLogger } from '../src/util/logger';
-import { arg, machine, paceScript, REPO, report, requireTools, runMain, startNginx, summarize, waitLine, wrk } from './common';
-import { playRecording, type Play, type PipelineModules } from './play';
+import { arg, choiceArg, machine, paceScript, REPO, report, requireTools, median, r3, runMain, sleep, startNginx, summarize, waitLine, wholeArg, wrk, type Summary } from './common';
+import { devnullSink, playPaced, playRecording, type Play, type PipelineModules } from './play';
 
-const PORT = 18310;
+/** The recording's port and protocol: one recorded here is HTTP on 18310; --file may be another's. */
+const PORT = arg('port', 18310);
+const PROTOCOL = choiceArg<ProtocolName>('protocol', ['http', 'pgsql', 'mysql', 'redis'], 'http');
 const SECONDS = arg('seconds', 4);
 const PLAYS = arg('plays', 5);
 
@@ -57,33 +65,93 @@ async function record(dir: string, file: string): Promise<string> {
 /** This build's modules, for the play. */
 const THIS_BUILD: PipelineModules = { createPipeline, TICK_MS, decodeBatch, validateConfig, createProcessCache, createConsoleOutput, createLogger };
 
+/** The agent's default drain timer (drain_min_interval_ms left out, kernel hooks). */
+const DEFAULT_PAUSE_MS = drainMinIntervalMs(validateConfig({}, 'bench'), 'kernel');
+const PAUSE_MS = arg('pause-ms', DEFAULT_PAUSE_MS);
+const PACED_PLAYS = wholeArg('paced-plays', 3, 0);
+
+/**
+ * What a wake-up costs this host: one byte read in each of PROBE_PAGES pages
+ * (a cache line each, in distinct 4 KiB pages), right after `pauseMs` asleep
+ * and back to back, as ns per page. Where the difference is large, a process
+ * that slept finds its TLB (and caches) cleared: the agent, which sleeps
+ * between drains, pays for every page its drain touches again.
+ */
+async function wakeProbe(pauseMs: number): Promise<{ pages: number; after_sleep_ns_per_page: Summary; back_to_back_ns_per_page: Summary; dense_after_sleep_ns_per_line: Summary }> {
+  const PROBE_PAGES = 2000;
+  const buf = Buffer.alloc((PROBE_PAGES + 1) * 4096, 1);
+  const sparse = (): number => {
+    let s = 0;
+    for (let i = 0; i < PROBE_PAGES; i++) s += buf[i * 4096 + ((i * 64) & 4095)];
+    return s;
+  };
+  // as many cache lines, packed into 32 pages: what the caches cost without the TLB
+  const dense = (): number => {
+    let s = 0;
+    for (let i = 0; i < PROBE_PAGES; i++) s += buf[i * 64];
+    return s;
+  };
+  const time = (f: () => number): number => {
+    const t0 = process.hrtime.bigint();
+    if (f() < 0) throw new Error('unreachable'); // keeps the reads
+    return Number(process.hrtime.bigint() - t0) / PROBE_PAGES;
+  };
+  for (let i = 0; i < 50; i++) {
+    time(sparse);
+    time(dense);
+  }
+  const after: number[] = [];
+  const hot: number[] = [];
+  const denseAfter: number[] = [];
+  for (let i = 0; i < 60; i++) {
+    await sleep(pauseMs);
+    after.push(time(sparse));
+    hot.push(time(sparse));
+    await sleep(pauseMs);
+    denseAfter.push(time(dense));
+  }
+  return { pages: PROBE_PAGES, after_sleep_ns_per_page: summarize(after), back_to_back_ns_per_page: summarize(hot), dense_after_sleep_ns_per_line: summarize(denseAfter) };
+}
+
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-pipeline-bench-'));
   try {
     const given = fileArg();
+    if ((given === undefined || !fs.existsSync(given)) && (PROTOCOL !== 'http' || PORT !== 18310)) throw new Error('--port and --protocol are for playing an existing recording (--file F.pberec): one made here is HTTP on 18310');
     const file = given !== undefined && fs.existsSync(given) ? given : await record(dir, given ?? path.join(dir, 'wrk.pberec'));
     const recording = readRecording(file);
-    const devnull = fs.createWriteStream('/dev/null');
+    const sink = devnullSink();
+    const target = { port: PORT, protocol: PROTOCOL };
     const plays: Play[] = [];
-    playRecording(THIS_BUILD, recording, PORT, devnull); // warm-up: JIT
+    playRecording(THIS_BUILD, recording, target, sink); // warm-up: JIT
     for (let i = 0; i < PLAYS; i++) {
-      const p = playRecording(THIS_BUILD, recording, PORT, devnull);
+      const p = playRecording(THIS_BUILD, recording, target, sink);
       plays.push(p);
       process.stderr.write(`play ${i + 1}/${PLAYS}: ${p.transactions} txns, ${p.events} events, ${(p.cpuUs / p.transactions).toFixed(2)} cpu-us/txn\n`);
-      await new Promise((r) => setImmediate(r)); // let the console stream drain
+      await new Promise((r) => setImmediate(r));
     }
-    devnull.end();
+    const paced: Play[] = [];
+    for (let i = 0; i < PACED_PLAYS; i++) {
+      const p = await playPaced(THIS_BUILD, recording, target, sink, PAUSE_MS);
+      paced.push(p);
+      process.stderr.write(`paced play ${i + 1}/${PACED_PLAYS} (${PAUSE_MS} ms before each batch): ${(p.cpuUs / p.transactions).toFixed(2)} cpu-us/txn\n`);
+    }
+    sink.destroy();
     if (plays.some((p) => p.transactions === 0)) throw new Error('the recording holds no transactions');
+    const probe = await wakeProbe(PAUSE_MS);
     const bytes = recording.batches.reduce((n, b) => n + b.length, 0);
+    const perTxn = (p: Play): number => p.cpuUs / p.transactions;
     report('pipeline', {
       machine: machine(),
-      recording: { source: fileArg() ?? `wrk -t1 -c16 -d${SECONDS}s (1 ms pace) → nginx "hello\\n"`, bytes, batches: recording.batches.length, transactions: plays[0].transactions, events: plays[0].events },
+      recording: { protocol: PROTOCOL, source: fileArg() ?? `wrk -t1 -c16 -d${SECONDS}s (1 ms pace) → nginx "hello\\n"`, bytes, batches: recording.batches.length, transactions: plays[0].transactions, events: plays[0].events },
       plays: PLAYS,
-      cpu_us_per_txn: summarize(plays.map((p) => p.cpuUs / p.transactions)),
-      cpu_seconds_per_10k_txns: { ...summarize(plays.map((p) => (p.cpuUs / p.transactions) * 1e-2)), target: 0.2 },
+      cpu_us_per_txn: summarize(plays.map(perTxn)),
+      cpu_seconds_per_10k_txns: { ...summarize(plays.map((p) => perTxn(p) * 1e-2)), target: 0.2 },
       cpu_us_per_event: summarize(plays.map((p) => p.cpuUs / p.events)),
       txns_per_s_one_core: summarize(plays.map((p) => p.transactions / (p.cpuUs / 1e6))),
       heap_mib_after: summarize(plays.map((p) => p.heapMiB)),
+      paced: PACED_PLAYS === 0 ? null : { pause_ms: PAUSE_MS, plays: PACED_PLAYS, cpu_us_per_txn: summarize(paced.map(perTxn)), vs_back_to_back: r3(median(paced.map(perTxn)) / median(plays.map(perTxn))) },
+      wake_probe: probe,
     });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
