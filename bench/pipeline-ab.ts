@@ -17,6 +17,8 @@
  * pairs in a noisy hour here: 0.967 [0.862, 1.088]).
  *   node dist/bench/pipeline-ab.js --file F.pberec --before DIR [--after DIR] [--pairs 12] [--plays 6]
  *     [--port 18310] [--protocol http|pgsql|mysql|redis]   (the recording's port and protocol)
+ *     [--pause-ms MS [--batches N]]   (paced plays: MS asleep before each batch, as the agent
+ *     drains live, where this host's wake-up cost weighs; only the first N batches)
  * (--after defaults to this checkout)
  */
 import { execFileSync } from 'node:child_process';
@@ -31,13 +33,17 @@ import type * as ConsoleModule from '../src/outputs/console';
 import type { ProtocolName } from '../src/protocols/types';
 import type * as LoggerModule from '../src/util/logger';
 import { alternatePairs, arg, choiceArg, comparedBuilds, machine, ratioInterval, report, runMain, stringArg, summarize, wholeArg } from './common';
-import { devnullSink, playRecording, type PipelineModules } from './play';
+import { devnullSink, playPaced, playRecording, type PipelineModules } from './play';
 
 /** The recording's port (bench/pipeline records HTTP on 18310) and what it carries. */
 const PORT = arg('port', 18310);
 const PROTOCOL = choiceArg<ProtocolName>('protocol', ['http', 'pgsql', 'mysql', 'redis'], 'http');
 const PAIRS = wholeArg('pairs', 12, 2);
 const PLAYS = wholeArg('plays', 6, 2, ' (the first is not counted)');
+/** 0: plays back to back; else each counted play asleep this long before each batch (playPaced), as the agent drains live. */
+const PAUSE_MS = arg('pause-ms', 0);
+/** Paced plays take the first N batches only (a whole recording at 5 ms a batch can take minutes). */
+const BATCHES = wholeArg('batches', 0, 0);
 
 /** In a child: play the recording through the build at `root`; print the median CPU µs per transaction. */
 async function playChild(root: string, file: string): Promise<void> {
@@ -52,11 +58,14 @@ async function playChild(root: string, file: string): Promise<void> {
     createConsoleOutput: load<typeof ConsoleModule>('outputs/console').createConsoleOutput,
     createLogger: load<typeof LoggerModule>('util/logger').createLogger,
   };
-  const recording = load<typeof RecordingModule>('capture/recording').readRecording(file);
+  const whole = load<typeof RecordingModule>('capture/recording').readRecording(file);
+  const recording = BATCHES > 0 && PAUSE_MS > 0 ? { ...whole, batches: whole.batches.slice(0, BATCHES) } : whole;
+  const target = { port: PORT, protocol: PROTOCOL };
   const perTxn: number[] = [];
   for (let i = 0; i < PLAYS; i++) {
     const sink = devnullSink();
-    const p = playRecording(modules, recording, { port: PORT, protocol: PROTOCOL }, sink);
+    // the first play (not counted) warms the JIT up back to back
+    const p = PAUSE_MS > 0 && i > 0 ? await playPaced(modules, recording, target, sink, PAUSE_MS) : playRecording(modules, recording, target, sink);
     if (p.transactions === 0) throw new Error(`no ${PROTOCOL} transaction in ${file} on port ${PORT} (--port, --protocol)`);
     perTxn.push(p.cpuUs / p.transactions);
     sink.destroy();
@@ -67,7 +76,7 @@ async function playChild(root: string, file: string): Promise<void> {
 }
 
 function playIn(root: string, file: string): number {
-  const out = execFileSync(process.execPath, [__filename, '--child', root, '--file', file, '--plays', String(PLAYS), '--port', String(PORT), '--protocol', PROTOCOL], {
+  const out = execFileSync(process.execPath, [__filename, '--child', root, '--file', file, '--plays', String(PLAYS), '--port', String(PORT), '--protocol', PROTOCOL, '--pause-ms', String(PAUSE_MS), '--batches', String(BATCHES)], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -92,6 +101,8 @@ async function main(): Promise<void> {
       machine: machine(),
       recording: file,
       protocol: PROTOCOL,
+      pause_ms: PAUSE_MS,
+      batches: BATCHES > 0 && PAUSE_MS > 0 ? BATCHES : 'all',
       before,
       after,
       pairs: PAIRS,

@@ -141,7 +141,7 @@ async function main(): Promise<void> {
     const probe = await wakeProbe(PAUSE_MS);
     const bytes = recording.batches.reduce((n, b) => n + b.length, 0);
     const perTxn = (p: Play): number => p.cpuUs / p.transactions;
-    report('pipeline', {
+    report(PROTOCOL === 'http' ? 'pipeline' : `pipeline-${PROTOCOL}`, {
       machine: machine(),
       recording: { protocol: PROTOCOL, source: fileArg() ?? `wrk -t1 -c16 -d${SECONDS}s (1 ms pace) → nginx "hello\\n"`, bytes, batches: recording.batches.length, transactions: plays[0].transactions, events: plays[0].events },
       plays: PLAYS,
