@@ -39,12 +39,14 @@ export interface PlayTarget {
 }
 
 /**
- * Where a play's documents go: /dev/null written synchronously, Buffer by
- * Buffer, as the agent's stdout does when it is a file (Node's SyncWriteStream).
+ * Where a play's documents go: /dev/null, written synchronously, its descriptor
+ * shown as `fd`, as the agent's stdout is when it is a file (Node's
+ * SyncWriteStream): a build whose console output writes such descriptors
+ * itself does so here too.
  */
-export function devnullSink(): Writable {
+export function devnullSink(): Writable & { fd: number } {
   const fd = fs.openSync('/dev/null', 'w');
-  return new Writable({
+  const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
       fs.writeSync(fd, chunk);
       done();
@@ -54,6 +56,7 @@ export function devnullSink(): Writable {
       done(err);
     },
   });
+  return Object.assign(sink, { fd });
 }
 
 /** A fresh pipeline on the recording's clock, and how to feed it one batch. */

@@ -1,4 +1,6 @@
+import * as fs from 'node:fs';
 import type { Writable } from 'node:stream';
+import * as tty from 'node:tty';
 import { documentJson } from '../publish/document';
 import type { Output, OutputStats } from './types';
 
@@ -9,6 +11,37 @@ export interface ConsoleOutputOptions {
   highWaterBytes?: number;
   /** Bytes allowed to wait in the stream before documents are dropped (and counted). */
   maxQueuedBytes?: number;
+}
+
+/**
+ * The stream's descriptor when Node writes it synchronously anyway: a regular
+ * file or a character device that is not a terminal (/dev/null), which Node's
+ * stdout writes through a SyncWriteStream (libuv sees a file). A batch is then
+ * written with fs.writeSync of its text: the stream would first make a Buffer
+ * of it (a second pass over the text, and an allocation) and take its way
+ * through Writable's code. Measured (bench/pipeline-ab, 12 pairs, user-space
+ * CPU per transaction played back to back): HTTP ×0.949 [0.899, 1.003],
+ * PostgreSQL ×0.901 [0.831, 0.973]; live (live-ab, 10 pairs) HTTP ×0.943
+ * [0.833, 1.053], PostgreSQL within its noise. Pipes, sockets and terminals
+ * keep the stream, which writes text natively.
+ */
+export function syncFileDescriptor(stream: Writable): number | undefined {
+  const fd = (stream as { fd?: unknown }).fd;
+  if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) return undefined;
+  try {
+    const st = fs.fstatSync(fd);
+    return st.isFile() || (st.isCharacterDevice() && !tty.isatty(fd)) ? fd : undefined;
+  } catch {
+    return undefined; // closed or not ours: the stream reports what is wrong
+  }
+}
+
+/** All of `text` to `fd`, synchronously; a short write (a signal, a full disk) goes on from where it stopped. */
+function writeAllSync(fd: number, text: string): void {
+  const written = fs.writeSync(fd, text);
+  if (written === text.length && written === Buffer.byteLength(text)) return;
+  const bytes = Buffer.from(text);
+  for (let off = written; off < bytes.length; ) off += fs.writeSync(fd, bytes, off);
 }
 
 /** NDJSON on stdout: one document per line, one write per batch. */
@@ -23,6 +56,7 @@ export function createConsoleOutput({
   stream.on('error', () => {
     broken = true; // e.g. EPIPE when `| head` exits: stop writing, keep counting
   });
+  const fd = syncFileDescriptor(stream);
   return {
     name: 'console',
     publish(docs) {
@@ -33,7 +67,17 @@ export function createConsoleOutput({
       }
       let text = '';
       for (const d of docs) text += (pretty ? JSON.stringify(d, null, 2) : documentJson(d)) + '\n';
-      stream.write(text);
+      if (fd === undefined) stream.write(text);
+      else {
+        try {
+          writeAllSync(fd, text);
+        } catch {
+          // as the stream's 'error' would (EIO, ENOSPC, a file closed under us): stop writing, keep counting
+          broken = true;
+          stats.dropped += docs.length;
+          return;
+        }
+      }
       stats.published += docs.length;
     },
     flush() {
