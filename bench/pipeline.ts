@@ -1,7 +1,8 @@
 /**
  * The agent's user-space cost without the kernel's noise: a recording of the
- * kernel's events for wrk → nginx (the agent's own `--record`, made here as
- * root, or an existing one with --file) played through the real pipeline and
+ * kernel's events for wrk → nginx, or pgbench → PostgreSQL with --protocol pgsql
+ * (the agent's own `--record`, made here as root, or an existing one with
+ * --file) played through the real pipeline and
  * the console output (NDJSON to /dev/null), several times. Reports CPU
  * microseconds per transaction and per event, transactions/s on one core, and
  * the heap after the plays. Playing is CPU-bound and single-threaded, so the
@@ -12,8 +13,9 @@
  * coming back from sleep costs per transaction on this host. And a probe of
  * that cost: one byte read in each of 2,000 pages after a sleep and back to back.
  *   node dist/bench/pipeline.js [--seconds S] [--plays N] [--paced-plays N] [--pause-ms MS]
- *     [--file F.pberec [--port P] [--protocol http|pgsql|mysql|redis]]
- * (--file: play F; when F does not exist yet, record it there first, HTTP on 18310)
+ *     [--protocol http|pgsql|mysql|redis] [--file F.pberec [--port P]]
+ * (--file: play F; when F does not exist yet, or without --file, record one first: HTTP
+ * (paced wrk → nginx) or PostgreSQL (pgbench -S at 2,000 tps), for --seconds)
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -27,35 +29,58 @@ import { createProcessCache } from '../src/conn/process-info';
 import { createConsoleOutput } from '../src/outputs/console';
 import type { ProtocolName } from '../src/protocols/types';
 import { createLogger } from '../src/util/logger';
+import { startPostgres } from '../test/helpers/databases';
 import { arg, choiceArg, machine, paceScript, REPO, report, requireTools, median, r3, runMain, sleep, startNginx, summarize, waitLine, wholeArg, wrk, type Summary } from './common';
+import { pgbench, pgbenchInit } from './pgbench';
 import { devnullSink, playPaced, playRecording, type Play, type PipelineModules } from './play';
 
-/** The recording's port and protocol: one recorded here is HTTP on 18310; --file may be another's. */
-const PORT = arg('port', 18310);
+/** The recording's protocol and port: one recorded here is HTTP (wrk → nginx) or PostgreSQL (pgbench -S); --file may be any. */
 const PROTOCOL = choiceArg<ProtocolName>('protocol', ['http', 'pgsql', 'mysql', 'redis'], 'http');
+const RECORDED_PORTS: Partial<Record<ProtocolName, number>> = { http: 18310, pgsql: 18332 };
+const PORT = arg('port', RECORDED_PORTS[PROTOCOL] ?? 0);
 const SECONDS = arg('seconds', 4);
 const PLAYS = arg('plays', 5);
+/** PostgreSQL recorded at the rate of bench/pgsql's fixed-rate rounds. */
+const PG_RATE = 2000;
 
 function fileArg(): string | undefined {
   const i = process.argv.indexOf('--file');
   return i > 0 ? process.argv[i + 1] : undefined;
 }
 
-/** Record the kernel's events of `seconds` of paced wrk → nginx with the agent's --record. */
+/** The agent's --record into `file` around `load` (below saturation: a recording without ring-buffer drops). */
+async function recordAround(file: string, ports: string, load: () => unknown): Promise<void> {
+  const agent = spawn(process.execPath, [path.join(REPO, 'bin/packetbeat-ebpf'), 'run', '--ports', ports, '--record', file, '--stats-interval', '0'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = new Promise((res) => agent.once('exit', res));
+  try {
+    await waitLine(agent, 'stderr', (l) => l.includes('"capturing"'));
+    load();
+    await sleep(1000);
+  } finally {
+    agent.kill('SIGINT');
+    await exited;
+  }
+}
+
+/** Record the kernel's events of `seconds` of paced wrk → nginx, or of pgbench -S -R PG_RATE against a private PostgreSQL. */
 async function record(dir: string, file: string): Promise<string> {
+  if (PROTOCOL === 'pgsql') {
+    requireTools({ pgbench: 'postgresql', pg_isready: 'postgresql', runuser: 'util-linux' });
+    const pg = await startPostgres(PORT);
+    try {
+      pgbenchInit(PORT, 1);
+      await recordAround(file, `pgsql=${PORT}`, () => pgbench({ port: PORT, dir, seconds: SECONDS, clients: 8, threads: 2, protocol: 'simple', rate: PG_RATE }));
+    } finally {
+      await pg.stop();
+    }
+    return file;
+  }
   requireTools({ nginx: 'nginx-light', wrk: 'wrk' });
   const nginx = await startNginx(dir, PORT);
   try {
-    const agent = spawn(process.execPath, [path.join(REPO, 'bin/packetbeat-ebpf'), 'run', '--ports', `http=${PORT}`, '--record', file, '--stats-interval', '0'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    await waitLine(agent, 'stderr', (l) => l.includes('"capturing"'));
-    // paced below saturation: a recording without ring-buffer drops
-    wrk({ port: PORT, connections: 16, seconds: SECONDS, script: paceScript(dir, 1) });
-    await new Promise((res) => setTimeout(res, 1000));
-    const exited = new Promise((res) => agent.once('exit', res));
-    agent.kill('SIGINT');
-    await exited;
+    await recordAround(file, `http=${PORT}`, () => wrk({ port: PORT, connections: 16, seconds: SECONDS, script: paceScript(dir, 1) }));
   } finally {
     await nginx.stop();
   }
@@ -117,8 +142,10 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pbe-pipeline-bench-'));
   try {
     const given = fileArg();
-    if ((given === undefined || !fs.existsSync(given)) && (PROTOCOL !== 'http' || PORT !== 18310)) throw new Error('--port and --protocol are for playing an existing recording (--file F.pberec): one made here is HTTP on 18310');
-    const file = given !== undefined && fs.existsSync(given) ? given : await record(dir, given ?? path.join(dir, 'wrk.pberec'));
+    const exists = given !== undefined && fs.existsSync(given);
+    if (!exists && RECORDED_PORTS[PROTOCOL] === undefined) throw new Error(`--protocol ${PROTOCOL}: only HTTP and PostgreSQL are recorded here; play a recording of it with --file F.pberec --port P`);
+    if (PORT <= 0) throw new Error('--port P: the port the recording\'s protocol ran on');
+    const file = exists ? given : await record(dir, given ?? path.join(dir, `${PROTOCOL}.pberec`));
     const recording = readRecording(file);
     const sink = devnullSink();
     const target = { port: PORT, protocol: PROTOCOL };
@@ -143,7 +170,7 @@ async function main(): Promise<void> {
     const perTxn = (p: Play): number => p.cpuUs / p.transactions;
     report(PROTOCOL === 'http' ? 'pipeline' : `pipeline-${PROTOCOL}`, {
       machine: machine(),
-      recording: { protocol: PROTOCOL, source: fileArg() ?? `wrk -t1 -c16 -d${SECONDS}s (1 ms pace) → nginx "hello\\n"`, bytes, batches: recording.batches.length, transactions: plays[0].transactions, events: plays[0].events },
+      recording: { protocol: PROTOCOL, source: fileArg() ?? (PROTOCOL === 'pgsql' ? `pgbench -S -M simple -c 8 -j 2 -R ${PG_RATE} -T ${SECONDS}` : `wrk -t1 -c16 -d${SECONDS}s (1 ms pace) → nginx "hello\\n"`), bytes, batches: recording.batches.length, transactions: plays[0].transactions, events: plays[0].events },
       plays: PLAYS,
       cpu_us_per_txn: summarize(plays.map(perTxn)),
       cpu_seconds_per_10k_txns: { ...summarize(plays.map((p) => perTxn(p) * 1e-2)), target: 0.2 },
