@@ -287,10 +287,12 @@ class Capture : public Napi::ObjectWrap<Capture> {
 
   // start(onBatch: (batch: Buffer) => void, intervalMs: number, minIntervalMs?: number)
   // Drained on the loop: woken by the ring buffer and by an adaptive timer, every
-  // minIntervalMs while events keep coming, backing off to intervalMs when idle.
+  // minIntervalMs while events keep coming (spaced out while they only trickle in:
+  // RingDrain::NextInterval), backing off to intervalMs when idle.
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!skel_) return Closed(env);
+    drain_.SpaceTrickle(true);
     int err = drain_.StartFromJs(info, Value(), bpf_map__fd(skel_->maps.events), EventSize, "capture");
     if (err) ThrowErrno(env, "create ring buffer reader", err);
     return env.Undefined();

@@ -619,9 +619,12 @@ export async function wrkAsync(options: WrkOptions): Promise<WrkResult> {
 }
 
 /** A wrk script that waits `delayMs` before each request of a connection: a fixed rate below saturation. */
-export function paceScript(dir: string, delayMs: number): string {
-  const file = path.join(dir, `pace-${delayMs}.lua`);
-  fs.writeFileSync(file, `function delay()\n  return ${delayMs}\nend\n`);
+export function paceScript(dir: string, delayMs: number, { jitter = false }: { jitter?: boolean } = {}): string {
+  const file = path.join(dir, `pace-${delayMs}${jitter ? '-jitter' : ''}.lua`);
+  // jitter: each delay drawn from 0..2×delayMs ms (the same mean), seeded: the
+  // connections do not keep firing together, as they do with a fixed delay
+  const body = jitter ? `math.randomseed(1)\nfunction delay()\n  return math.random(0, ${2 * delayMs})\nend\n` : `function delay()\n  return ${delayMs}\nend\n`;
+  fs.writeFileSync(file, body);
   return file;
 }
 

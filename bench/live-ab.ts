@@ -15,7 +15,7 @@
  * from each transaction's scheduled start): the paired p99 ratios are printed
  * beside (what the change costs the traced application, if anything).
  *   node dist/bench/live-ab.js --before DIR [--after DIR] [--load http|pgsql] [--pairs 10] [--seconds 5] [--warmup 3]
- *                              [--delay-ms 2] [--rate 2000] [--before-args "ARGS"] [--after-args "ARGS"]
+ *                              [--delay-ms 2 [--jitter]] [--rate 2000] [--before-args "ARGS"] [--after-args "ARGS"]
  * (a build is a checkout with its addon, BPF objects and dist/ built; --after defaults to this checkout;
  * --before-args/--after-args: more arguments of `packetbeat-ebpf run` for that side, split at spaces,
  * e.g. `-c drain20.yml`: one build, two settings, when --before is this checkout too;
@@ -54,6 +54,8 @@ const PAIRS = wholeArg('pairs', 10, 2);
 const SECONDS = arg('seconds', 5);
 const WARMUP_S = arg('warmup', 3);
 const DELAY_MS = arg('delay-ms', 2);
+/** --jitter: each delay drawn from 0..2×delay-ms (connections that fire at random, not together). */
+const JITTER = process.argv.includes('--jitter');
 /** pgbench's transactions per second (--load pgsql) */
 const RATE = wholeArg('rate', 2000, 1);
 const CONNECTIONS = 16;
@@ -141,10 +143,10 @@ async function startLoad(dir: string): Promise<Load> {
     };
   }
   const nginx = await startNginx(dir, PORT);
-  const script = paceScript(dir, DELAY_MS);
+  const script = paceScript(dir, DELAY_MS, { jitter: JITTER });
   return {
     ports: `http=${PORT}`,
-    description: `wrk -t1 -c${CONNECTIONS} with a ${DELAY_MS} ms delay before each request, ${SECONDS} s after a ${WARMUP_S} s warm-up`,
+    description: `wrk -t1 -c${CONNECTIONS} with a ${JITTER ? `random 0–${2 * DELAY_MS}` : DELAY_MS} ms delay before each request, ${SECONDS} s after a ${WARMUP_S} s warm-up`,
     run(seconds) {
       const r = wrk({ port: PORT, connections: CONNECTIONS, seconds, script });
       return { requests: r.requests, p99us: r.p99us };

@@ -290,7 +290,9 @@ export const configSchema = z.strictObject({
   wakeup_bytes: z.number().int().min(0).default(256 * 1024),
   /**
    * The agent drains the ring buffer every drain_min_interval_ms while events come,
-   * at least this often when idle. Default: see drainIntervalMs.
+   * at least this often when idle, and, with the kernel hooks, while events only
+   * trickle in (under 1,600 a second) as often as ~32 of them come, up to this
+   * (addon/ring-drain.h). Default: see drainIntervalMs.
    */
   drain_interval_ms: z.number().int().min(1).max(1000).optional(),
   /**
