@@ -175,6 +175,7 @@ class RingDrain {
   void Watch() {
     uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* h, int, int) { static_cast<RingDrain*>(h->data)->Drain(); });
     next_ms_ = min_interval_;
+    timer_records_ = records_;
     uv_timer_start(timer_, OnTimer, next_ms_, 0);
   }
 
@@ -188,7 +189,8 @@ class RingDrain {
   // at low rates was most of the agent's CPU: a wake-up every 5 ms for a handful of
   // records. Measured (bench/live-ab --jitter, 6 pairs, HTTP requests arriving at
   // random): at ~317 requests/s agent CPU ×0.563 [0.501, 0.633], wrk's p99 ×0.939
-  // [0.827, 1.066]; at ~1,580, above the rate, nothing changes (×0.916 [0.737,
+  // [0.827, 1.066]; at ~395, the rate itself (10 pairs), ×0.649 [0.598, 0.714] and
+  // ×0.965 [0.898, 1.038]; at ~1,580, above it, nothing changes (×0.916 [0.737,
   // 1.094], p99 ×1.018 [0.852, 1.198]). Not above it: spacing drains by batch size
   // alone (doubling below 32 records) spaced them at ~1,580 requests/s too (30
   // records in 5 ms), and there wrk's p99 rose ×1.172 [1.075, 1.268] for no less
@@ -198,16 +200,16 @@ class RingDrain {
 
   static void OnTimer(uv_timer_t* h) {
     RingDrain* self = static_cast<RingDrain*>(h->data);
-    const uint64_t before = self->records_;
     self->Drain();
     if (!self->timer_ || self->paused_) return;
-    const uint64_t records = self->records_ - before;
+    // what came since the last timer, the ring buffer's wake-ups' drains included
+    const uint64_t records = self->records_ - self->timer_records_;
+    self->timer_records_ = self->records_;
     self->next_ms_ = self->space_trickle_ || records == 0 ? NextInterval(records, self->next_ms_, self->min_interval_, self->interval_) : self->min_interval_;
     uv_timer_start(self->timer_, OnTimer, self->next_ms_, 0);
   }
 
- public:
-  // The next drain's delay after one that took `records` over `last_ms` (see OnTimer).
+  // The next drain's delay after `records` came over `last_ms` (see OnTimer).
   static uint64_t NextInterval(uint64_t records, uint64_t last_ms, uint64_t min_ms, uint64_t max_ms) {
     if (records == 0) return std::min<uint64_t>(std::max<uint64_t>(min_ms, last_ms * 2), max_ms);
     const double rate = static_cast<double>(records) * 1000.0 / static_cast<double>(std::max<uint64_t>(1, last_ms));
@@ -215,8 +217,6 @@ class RingDrain {
     const double ms = kTargetRecords * 1000.0 / rate;
     return std::min<uint64_t>(max_ms, std::max<uint64_t>(min_ms, static_cast<uint64_t>(ms)));
   }
-
- private:
 
   static int OnSample(void* ctx, void* data, size_t size) {
     RingDrain* self = static_cast<RingDrain*>(ctx);
@@ -246,6 +246,7 @@ class RingDrain {
   uint64_t interval_ = 20;     // longest drain period (idle)
   uint64_t min_interval_ = 1;  // shortest, while records keep coming
   uint64_t next_ms_ = 1;
+  uint64_t timer_records_ = 0;  // records_ at the last timer's drain
   bool space_trickle_ = false;
 };
 
