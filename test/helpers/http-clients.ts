@@ -60,6 +60,18 @@ export async function driveHttpTraffic(agent: AgentRun, nginxPort: number, nodeP
   return { clients, fetchNs };
 }
 
+/** One GET /hello on 127.0.0.1:port through `agent`; resolves once its answer is read. */
+export function getHello(port: number, agent: http.Agent): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: '/hello', agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve());
+      })
+      .on('error', reject);
+  });
+}
+
 /**
  * GET /hello on 127.0.0.1:port over 16 keep-alive connections, `requests` in all
  * or `limitMs`, whichever comes first. Resolves with the requests answered.
@@ -69,18 +81,10 @@ export async function helloLoad(port: number, requests: number, limitMs: number)
   const deadline = Date.now() + limitMs;
   let sent = 0;
   let done = 0;
-  const one = () =>
-    new Promise<void>((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port, path: '/hello', agent }, (res) => {
-          res.resume();
-          res.on('end', () => {
-            done++;
-            resolve();
-          });
-        })
-        .on('error', reject);
-    });
+  const one = async () => {
+    await getHello(port, agent);
+    done++;
+  };
   try {
     await Promise.all(
       Array.from({ length: 16 }, async () => {

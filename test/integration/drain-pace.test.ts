@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { kernelSkip, startAgent, type AgentRun } from '../helpers/agent';
+import { getHello } from '../helpers/http-clients';
 import { startNginx, type RunningServer } from '../helpers/servers';
 import { threadStates } from '../helpers/threads';
 
@@ -26,17 +27,8 @@ async function trickle(port: number, n: number, gapMs: number): Promise<number> 
   try {
     for (let i = 0; i < n; i++) {
       const sent = Date.now();
-      await new Promise<void>((resolve, reject) => {
-        http
-          .get({ host: '127.0.0.1', port, path: '/hello', agent }, (res) => {
-            res.resume();
-            res.on('end', () => {
-              answered++;
-              resolve();
-            });
-          })
-          .on('error', reject);
-      });
+      await getHello(port, agent);
+      answered++;
       await new Promise((r) => setTimeout(r, Math.max(0, gapMs - (Date.now() - sent))));
     }
   } finally {
