@@ -41,7 +41,7 @@ class RingDrain {
   // Space the drains out while records only trickle in (OnTimer). Not for the
   // packet capture, which names a connection's processes from /proc as it reads
   // its packets: a client gone meanwhile could no longer be named.
-  void SpaceTrickle(bool on) { space_trickle_ = on; }
+  void SpaceTrickle(bool on) { trickle_rate_ = on ? kTrickleRate : 0; }
   // Records taken from the ring buffer since Start (the kernel counts those it wrote).
   uint64_t records() const { return records_; }
 
@@ -205,15 +205,16 @@ class RingDrain {
     // what came since the last timer, the ring buffer's wake-ups' drains included
     const uint64_t records = self->records_ - self->timer_records_;
     self->timer_records_ = self->records_;
-    self->next_ms_ = self->space_trickle_ || records == 0 ? NextInterval(records, self->next_ms_, self->min_interval_, self->interval_) : self->min_interval_;
+    self->next_ms_ = NextInterval(records, self->next_ms_, self->min_interval_, self->interval_, self->trickle_rate_);
     uv_timer_start(self->timer_, OnTimer, self->next_ms_, 0);
   }
 
-  // The next drain's delay after `records` came over `last_ms` (see OnTimer).
-  static uint64_t NextInterval(uint64_t records, uint64_t last_ms, uint64_t min_ms, uint64_t max_ms) {
+  // The next drain's delay after `records` came over `last_ms` (see OnTimer); below
+  // `trickle_rate` records a second the drains space out (0: never).
+  static uint64_t NextInterval(uint64_t records, uint64_t last_ms, uint64_t min_ms, uint64_t max_ms, double trickle_rate) {
     if (records == 0) return std::min<uint64_t>(std::max<uint64_t>(min_ms, last_ms * 2), max_ms);
     const double rate = static_cast<double>(records) * 1000.0 / static_cast<double>(std::max<uint64_t>(1, last_ms));
-    if (rate >= kTrickleRate) return min_ms;
+    if (rate >= trickle_rate) return min_ms;
     const double ms = kTargetRecords * 1000.0 / rate;
     return std::min<uint64_t>(max_ms, std::max<uint64_t>(min_ms, static_cast<uint64_t>(ms)));
   }
@@ -247,7 +248,7 @@ class RingDrain {
   uint64_t min_interval_ = 1;  // shortest, while records keep coming
   uint64_t next_ms_ = 1;
   uint64_t timer_records_ = 0;  // records_ at the last timer's drain
-  bool space_trickle_ = false;
+  double trickle_rate_ = 0;      // records/s below which drains space out (SpaceTrickle; 0: never)
 };
 
 }  // namespace pbe
