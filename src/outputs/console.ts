@@ -39,7 +39,7 @@ export function syncFileDescriptor(stream: Writable): number | undefined {
 /** All of `text` to `fd`, synchronously; a short write (a signal, a full disk) goes on from where it stopped. */
 function writeAllSync(fd: number, text: string): void {
   const written = fs.writeSync(fd, text);
-  if (written === text.length && written === Buffer.byteLength(text)) return;
+  if (written === Buffer.byteLength(text)) return;
   const bytes = Buffer.from(text);
   for (let off = written; off < bytes.length; ) off += fs.writeSync(fd, bytes, off);
 }
