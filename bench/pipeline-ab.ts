@@ -42,8 +42,8 @@ const PAIRS = wholeArg('pairs', 12, 2);
 const PLAYS = wholeArg('plays', 6, 2, ' (the first is not counted)');
 /** 0: plays back to back; else each counted play asleep this long before each batch (playPaced), as the agent drains live. */
 const PAUSE_MS = arg('pause-ms', 0);
-/** Paced plays take the first N batches only (a whole recording at 5 ms a batch can take minutes). */
-const BATCHES = wholeArg('batches', 0, 0);
+/** Paced plays take the first N batches only (a whole recording at 5 ms a batch can take minutes); 0: all. */
+const BATCHES = PAUSE_MS > 0 ? wholeArg('batches', 0, 0) : 0;
 
 /** In a child: play the recording through the build at `root`; print the median CPU µs per transaction. */
 async function playChild(root: string, file: string): Promise<void> {
@@ -59,7 +59,7 @@ async function playChild(root: string, file: string): Promise<void> {
     createLogger: load<typeof LoggerModule>('util/logger').createLogger,
   };
   const whole = load<typeof RecordingModule>('capture/recording').readRecording(file);
-  const recording = BATCHES > 0 && PAUSE_MS > 0 ? { ...whole, batches: whole.batches.slice(0, BATCHES) } : whole;
+  const recording = BATCHES > 0 ? { ...whole, batches: whole.batches.slice(0, BATCHES) } : whole;
   const target = { port: PORT, protocol: PROTOCOL };
   const perTxn: number[] = [];
   for (let i = 0; i < PLAYS; i++) {
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
       recording: file,
       protocol: PROTOCOL,
       pause_ms: PAUSE_MS,
-      batches: BATCHES > 0 && PAUSE_MS > 0 ? BATCHES : 'all',
+      batches: BATCHES > 0 ? BATCHES : 'all',
       before,
       after,
       pairs: PAIRS,

@@ -1,8 +1,8 @@
 /**
- * Events that only trickle in are drained less often: the drain timer's
- * interval doubles (up to drain_interval_ms) after a drain that found few
- * records, instead of waking the agent every drain_min_interval_ms for a
- * couple of them (addon/ring-drain.h, RingDrain::NextInterval). Counted as the
+ * Events that only trickle in are drained less often: below 1,600 records a
+ * second the next drain waits as long as ~32 take to come (up to
+ * drain_interval_ms), instead of waking the agent every drain_min_interval_ms
+ * for a couple of them (addon/ring-drain.h, RingDrain::NextInterval). Counted as the
  * agent's main thread's wake-ups (its voluntary context switches) while one
  * client sends a request every 10 ms; nothing is lost meanwhile.
  */
