@@ -120,13 +120,21 @@ export async function waitLine(child: ChildProcess, stream: 'stdout' | 'stderr',
 const FLOOR = path.join(REPO, 'bench/floor/floor');
 export const sleep = (ms: number): Promise<unknown> => new Promise((r) => setTimeout(r, ms));
 
-/** The capture floor (bench/floor/floor.c) around `load`. */
-export async function withFloor<T>(ports: number[], seconds: number, load: () => T | Promise<T>): Promise<Awaited<T>> {
+/**
+ * The capture floor (bench/floor/floor.c) around `load`; `floorArgs` are its
+ * options (--interval-ms, --spin-us, --slice-us, --sched-idle: see floor.c).
+ */
+export async function withFloor<T>(
+  ports: number[],
+  seconds: number,
+  load: (floor: { pid: number }) => T | Promise<T>,
+  floorArgs: readonly string[] = [],
+): Promise<Awaited<T>> {
   if (!fs.existsSync(FLOOR)) throw new Error(`${FLOOR} is not built: make -C bench/floor`);
-  const floor = spawn(FLOOR, [ports.join(','), String(seconds + 30)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const floor = spawn(FLOOR, [ports.join(','), String(seconds + 30), ...floorArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
   await waitLine(floor, 'stdout', (l) => l === 'ready');
   try {
-    return await load();
+    return await load({ pid: floor.pid! });
   } finally {
     const exited = new Promise((r) => floor.once('exit', r));
     floor.kill('SIGINT');

@@ -1,8 +1,14 @@
 // The capture floor: the agent's own BPF programs (same tracepoints, same
 // port filter, same payload heads into the same ring buffer), drained by a C
 // loop that decodes nothing. What any agent built on these hooks must pay.
-//   floor PORT[,PORT...] SECONDS   (prints events and bytes drained on exit)
+//   floor PORT[,PORT...] SECONDS [--interval-ms N] [--spin-us N [--slice-us N]] [--sched-idle]
+// (prints events and bytes drained on exit). The options make it a stand-in for
+// an agent's CPU without its work (bench/tail-cost): drain every N ms (default
+// 20), spin N µs after each drain (in slices of N µs with a sched_yield between),
+// under SCHED_IDLE with --sched-idle.
+#define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +25,35 @@ static unsigned long long events, bytes;
 
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
+static long long now_us(void) {
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* Busy for spin_us, with a sched_yield after each slice_us (0: in one piece). */
+static void spin(long spin_us, long slice_us) {
+	const long long start = now_us();
+	long long slice_start = start;
+	for (long long t = start; t - start < spin_us; t = now_us()) {
+		if (slice_us > 0 && t - slice_start >= slice_us) {
+			sched_yield();
+			slice_start = now_us();
+		}
+	}
+}
+
+/* The value of --name N among argv[from..], or fallback; -1 when it is there but no whole number. */
+static long option(int argc, char **argv, int from, const char *name, long fallback) {
+	for (int i = from; i < argc; i++) {
+		if (strcmp(argv[i], name) != 0) continue;
+		char *end = NULL;
+		long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : -1;
+		return end && *end == 0 && v >= 0 ? v : -1;
+	}
+	return fallback;
+}
+
 static int on_sample(void *ctx, void *data, size_t size) {
 	(void)ctx;
 	(void)data;
@@ -28,9 +63,33 @@ static int on_sample(void *ctx, void *data, size_t size) {
 }
 
 int main(int argc, char **argv) {
+	const char *usage = "usage: %s PORT[,PORT...] SECONDS [--interval-ms N] [--spin-us N [--slice-us N]] [--sched-idle]\n";
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s PORT[,PORT...] SECONDS\n", argv[0]);
+		fprintf(stderr, usage, argv[0]);
 		return 2;
+	}
+	const long interval_ms = option(argc, argv, 3, "--interval-ms", 20);
+	const long spin_us = option(argc, argv, 3, "--spin-us", 0);
+	const long slice_us = option(argc, argv, 3, "--slice-us", 0);
+	int sched_idle = 0;
+	for (int i = 3; i < argc; i++) {
+		if (strcmp(argv[i], "--sched-idle") == 0) sched_idle = 1;
+		else if (strcmp(argv[i], "--interval-ms") == 0 || strcmp(argv[i], "--spin-us") == 0 || strcmp(argv[i], "--slice-us") == 0) i++;
+		else {
+			fprintf(stderr, usage, argv[0]);
+			return 2;
+		}
+	}
+	if (interval_ms < 1 || spin_us < 0 || slice_us < 0) {
+		fprintf(stderr, "floor: --interval-ms takes a whole number from 1, --spin-us and --slice-us from 0\n");
+		return 2;
+	}
+	if (sched_idle) {
+		struct sched_param sp = {0};
+		if (sched_setscheduler(0, SCHED_IDLE, &sp) != 0) {
+			fprintf(stderr, "floor: SCHED_IDLE: %s\n", strerror(errno));
+			return 1;
+		}
 	}
 	struct capture_bpf *skel = capture_bpf__open();
 	if (!skel) {
@@ -72,8 +131,20 @@ int main(int argc, char **argv) {
 	time_t end = time(NULL) + atoi(argv[2]);
 	printf("ready\n");
 	fflush(stdout);
-	// drain on the same cadence as the agent: every 20 ms, or when woken
-	while (!stop && time(NULL) < end) ring_buffer__poll(rb, 20);
+	// drain every interval_ms (default 20), or when woken past wakeup_bytes.
+	// A stand-in for an agent's work drains by the clock alone, then spins: the
+	// ring buffer's descriptor stays readable while data waits (level-triggered
+	// once reported), so a poll after a spin would come back at once, and spin again
+	while (!stop && time(NULL) < end) {
+		if (spin_us == 0) {
+			ring_buffer__poll(rb, (int)interval_ms);
+			continue;
+		}
+		struct timespec ts = {interval_ms / 1000, (interval_ms % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+		ring_buffer__consume(rb);
+		spin(spin_us, slice_us);
+	}
 	ring_buffer__consume(rb);
 	printf("{\"events\":%llu,\"bytes\":%llu}\n", events, bytes);
 	ring_buffer__free(rb);
