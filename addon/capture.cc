@@ -483,6 +483,7 @@ Napi::Value SetSchedIdle(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("setSchedIdle", Napi::Function::New(env, SetSchedIdle));
+  exports.Set("yieldIfIdle", Napi::Function::New(env, pbe::YieldIfIdleCall));
   exports.Set("Capture", Capture::Init(env));
   exports.Set("layout", Layout(env));
   return exports;

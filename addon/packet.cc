@@ -397,6 +397,7 @@ Napi::Object Layout(Napi::Env env) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("PacketCapture", PacketCapture::Init(env));
+  exports.Set("yieldIfIdle", Napi::Function::New(env, pbe::YieldIfIdleCall));
   exports.Set("layout", Layout(env));
   exports.Set("SockDiag", pbe::InitSockDiag(env));
   return exports;

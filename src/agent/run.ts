@@ -83,6 +83,7 @@ function statsLine(
     ...(source.details ? { capture: source.details() } : {}),
     queue_depth: p.joinPending + outputs.reduce((n, o) => n + o.stats().queued, 0),
     capture_pauses: backpressure.pauses,
+    ...(source.yields ? { drain_yields: source.yields() } : {}),
     ...(guarded && source.schedGuard ? { sched: schedFigures(source.schedGuard()) } : {}),
     outputs: Object.fromEntries(outputs.map((o) => [o.name, o.stats()])),
   };

@@ -64,6 +64,8 @@ export interface CaptureBinding {
   probe(): KernelProbe;
   /** sched_setscheduler(tid, SCHED_IDLE): 0, or the errno it failed with. */
   setSchedIdle(tid: number): number;
+  /** Under SCHED_IDLE: sched_yield, and true; otherwise false (addon/sched-guard.h, src/capture/slices.ts). */
+  yieldIfIdle(): boolean;
 }
 
 /** Errors thrown by the addon carry these. */

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { loadBinding, type AttachFailure, type CaptureBinding, type NativeCapture, type NativeError } from './addon';
 import { decodeBatch } from './events';
+import { createSlicer } from './slices';
 import { checkLayout, COUNTER_NAMES, Verdict, type KernelCounters } from './layout';
 import type { CaptureSink, CaptureSource } from './source';
 
@@ -164,6 +165,9 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource & { 
     throw err instanceof CaptureStartError ? err : explainNativeError(err as NativeError, hooks);
   }
 
+  // a drain yields the CPU every SLICE_MS of work while under SCHED_IDLE (src/capture/slices.ts)
+  const slicer = createSlicer(() => binding.yieldIfIdle());
+
   const counters = (): KernelCounters => {
     const values = closed ? [] : native.counters();
     return Object.fromEntries(COUNTER_NAMES.map((n, i) => [n, values[i] ?? 0])) as KernelCounters;
@@ -176,14 +180,19 @@ export function createEbpfSource(options: EbpfSourceOptions): CaptureSource & { 
     start(sink: CaptureSink) {
       native.start((batch) => {
         options.onBatch?.(batch);
+        slicer.begin();
         try {
-          decodeBatch(batch, (e) => sink.onEvent(e));
+          decodeBatch(batch, (e) => {
+            sink.onEvent(e);
+            slicer.step();
+          });
         } catch (err) {
           options.onDecodeError?.(err as Error);
         }
         sink.onBatchEnd();
       }, options.drainIntervalMs, options.drainMinIntervalMs ?? 1);
     },
+    yields: () => slicer.yields(),
     flush(budgetMs) {
       // the kernel counts the events it wrote: those not read are left
       return closed || native.drain(budgetMs) ? 0 : Math.max(0, counters().events - native.recordsRead());

@@ -68,6 +68,8 @@ export interface CaptureSource {
   guardSched?(options: SchedGuardOptions): void;
   /** The watcher's figures (after guardSched). */
   schedGuard?(): SchedGuardState;
+  /** Times a drain gave the scheduler a turn under SCHED_IDLE (src/capture/slices.ts). */
+  yields?(): number;
   /** Figures of the mode beyond the kernel counters (for the stats line), e.g. packet reassembly. */
   details?(): Record<string, unknown>;
   /** Detach everything. Idempotent. */

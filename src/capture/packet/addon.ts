@@ -39,6 +39,8 @@ export interface PacketBinding {
   /** NETLINK_SOCK_DIAG lookups in this process's network namespace, or in the one at nsPath. */
   SockDiag: new (nsPath?: string) => SocketLookup;
   layout: PacketAddonLayout;
+  /** Under SCHED_IDLE: sched_yield, and true; otherwise false (addon/sched-guard.h, src/capture/slices.ts). */
+  yieldIfIdle(): boolean;
 }
 
 export const PACKET_ADDON_PATH = path.resolve(__dirname, '../../../../addon/build/Release/pbe_packet.node');

@@ -5,6 +5,7 @@ import { COUNTER_NAMES, EventDir, EventKind, type KernelCounters } from '../layo
 import { decodeTcp, LINKTYPE } from '../pcap/packet';
 import { createTcpReassembler, type FlowEvent, type ReassembledFlow, type ReassemblyStats } from '../pcap/reassembly';
 import type { CaptureSink, CaptureSource } from '../source';
+import { createSlicer } from '../slices';
 import { loadPacketBinding, type NativePacketCapture, type PacketBinding } from './addon';
 import type { Attribution, Attributor, AttributionStats, FlowEnds, SocketOwner } from './attribution';
 import { checkPacketLayout, PACKET_COUNTER_NAMES, type PacketCounters } from './layout';
@@ -227,6 +228,9 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
     onEvent: onFlowEvent,
   });
 
+  // a drain yields the CPU every SLICE_MS of work while under SCHED_IDLE (src/capture/slices.ts)
+  const slicer = createSlicer(() => binding.yieldIfIdle());
+
   function onRecord(r: PacketRecord): void {
     const seg = decodeTcp(LINKTYPE.RAW, r.head, r.len);
     if (!seg) {
@@ -234,6 +238,7 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
       return;
     }
     reassembler.segment(seg, r.tsNs, r.tail.length > 0 ? r.tail : undefined);
+    slicer.step();
   }
 
   function counters(): PacketCounters {
@@ -261,6 +266,7 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
       sink = s;
       native.start(
         (batch) => {
+          slicer.begin();
           try {
             decodePacketBatch(batch, onRecord);
           } catch (err) {
@@ -296,6 +302,7 @@ export function createPacketSource(options: PacketSourceOptions): PacketSource {
       if (!closed) native.guardSched(options);
     },
     schedGuard: () => native.schedGuard(),
+    yields: () => slicer.yields(),
     counters(): KernelCounters {
       const k = counters();
       const c = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as KernelCounters;

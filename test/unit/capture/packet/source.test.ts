@@ -96,6 +96,7 @@ function fakeBinding() {
       maxPorts: PACKET_MAX_PORTS,
       counterCount: PACKET_COUNTER_NAMES.length,
     },
+    yieldIfIdle: () => false,
   };
   return { binding, state };
 }
