@@ -77,7 +77,11 @@ export interface PipelineOptions {
   toWallMs?: (monoNs: number) => number;
   /** The protocol modules (default: from the configuration). */
   modules?: Map<ProtocolName, ProtocolModule>;
-  /** Content-inference decisions, for the kernel's filter (once per batch). */
+  /**
+   * Decisions about sockets for the kernel's filter (content inference, shadowing),
+   * once per batch: those since the last call. The array is emptied after the call
+   * returns (copy it to keep it).
+   */
   onVerdicts?: (verdicts: Array<[sockId: number, verdict: VerdictName]>) => void;
 }
 
@@ -140,7 +144,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const awaiting = new Map<Conn, AwaitingServer[]>();
   let awaitingCount = 0;
   let lastIdleSweepMs = now();
-  let verdicts: Array<[number, VerdictName]> = [];
+  const verdicts: Array<[number, VerdictName]> = [];
   const table = new ConnTable({
     protocolOfPort: (port) => portProtocol.get(port),
     infer: config.infer_protocols && modules.size > 0,
@@ -530,8 +534,11 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     onBatchEnd() {
       publish();
       if (verdicts.length > 0) {
+        // handed over, then emptied in place: a fresh [] each time had another map, and the
+        // optimized onData that pushes onto it was thrown away at the next new connection
+        // (--trace-deopt: "wrong map" at the push, each time a client came)
         options.onVerdicts?.(verdicts);
-        verdicts = [];
+        verdicts.length = 0;
       }
     },
     tick() {
