@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -53,6 +54,19 @@ export async function startAgent(config: Record<string, unknown>, args: string[]
       }
     },
   };
+}
+
+/** Once the agent exits: a clean exit (asserted), and the stats of its last line ('stopping'). */
+export async function stoppedStats(agent: AgentRun): Promise<Record<string, any> | undefined> {
+  const exit = await agent.exited;
+  assert.equal(exit.code, 0, `agent exit: ${JSON.stringify(exit)}\n${agent.stderr.join('\n')}`);
+  return agent.stderr.map((l) => JSON.parse(l) as Record<string, any>).find((l) => l.msg === 'stopping')?.stats;
+}
+
+/** SIGINT, a clean exit, and the stats of the agent's 'stopping' line. */
+export async function stopAgent(agent: AgentRun): Promise<Record<string, any> | undefined> {
+  agent.child.kill('SIGINT');
+  return stoppedStats(agent);
 }
 
 /** Ids of this project's BPF programs still loaded (bpftool prog list). */

@@ -8,8 +8,8 @@
  * either way.
  */
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
-import { kernelSkip, startAgent, type AgentRun } from '../helpers/agent';
+import { after, before, describe, test } from 'node:test';
+import { kernelSkip, startAgent, stopAgent, type AgentRun } from '../helpers/agent';
 import { helloLoad } from '../helpers/http-clients';
 import { startNginx, type RunningServer } from '../helpers/servers';
 
@@ -42,11 +42,8 @@ async function burst(nginxPort: number, schedIdle: boolean): Promise<Burst> {
     }
     const hello = (docs: Array<Record<string, any>>) => docs.filter((d) => d.url?.path === '/hello' && d.destination?.port === nginxPort).length;
     await agent.waitFor((docs) => hello(docs) >= requests, 20_000);
-    agent.child.kill('SIGINT');
-    const exit = await agent.exited;
-    assert.equal(exit.code, 0, `agent exit: ${JSON.stringify(exit)}\n${agent.stderr.join('\n')}`);
-    const line = agent.stderr.map((l) => JSON.parse(l) as Record<string, any>).find((l) => l.msg === 'stopping');
-    return { requests, reported: hello(agent.docs), stats: line?.stats };
+    const stats = await stopAgent(agent);
+    return { requests, reported: hello(agent.docs), stats };
   } finally {
     if (agent.child.exitCode === null) {
       agent.child.kill('SIGCONT');
@@ -58,12 +55,15 @@ async function burst(nginxPort: number, schedIdle: boolean): Promise<Burst> {
 describe('a long drain yields the CPU under SCHED_IDLE', { skip }, () => {
   let nginx: RunningServer | undefined;
 
+  before(async () => {
+    nginx = await startNginx(PORT);
+  });
+
   after(async () => {
     await nginx?.stop();
   });
 
   test('sched_idle: true: yields during the drain, every request reported', async (t) => {
-    nginx ??= await startNginx(PORT);
     const b = await burst(PORT, true);
     assert.equal(b.requests, REQUESTS);
     assert.equal(b.reported, b.requests);
@@ -76,7 +76,6 @@ describe('a long drain yields the CPU under SCHED_IDLE', { skip }, () => {
   });
 
   test('sched_idle: false: no yield, every request reported', async () => {
-    nginx ??= await startNginx(PORT);
     const b = await burst(PORT, false);
     assert.equal(b.requests, REQUESTS);
     assert.equal(b.reported, b.requests);

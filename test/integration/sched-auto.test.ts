@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { kernelSkip, startAgent, type AgentRun } from '../helpers/agent';
+import { kernelSkip, startAgent, stopAgent, type AgentRun } from '../helpers/agent';
 import { helloLoad } from '../helpers/http-clients';
 import { startNginx, type RunningServer } from '../helpers/servers';
 import { threadStates } from '../helpers/threads';
@@ -50,14 +50,6 @@ function crowdCpu0(pid: number, seconds: number, loops = 1): ChildProcess {
   const loop = `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end);`;
   const script = `const { Worker } = require('node:worker_threads'); for (let i = 1; i < ${loops}; i++) new Worker(${JSON.stringify(loop)}, { eval: true }); ${loop}`;
   return spawn('taskset', ['-c', '0', process.execPath, '-e', script], { stdio: 'ignore' });
-}
-
-/** SIGINT, a clean exit, and the stats of the agent's 'stopping' line. */
-async function stopAgent(agent: AgentRun): Promise<Record<string, any> | undefined> {
-  agent.child.kill('SIGINT');
-  const exit = await agent.exited;
-  assert.equal(exit.code, 0, `agent exit: ${JSON.stringify(exit)}\n${agent.stderr.join('\n')}`);
-  return agent.stderr.map((l) => JSON.parse(l) as Record<string, any>).find((l) => l.msg === 'stopping')?.stats;
 }
 
 async function cleanUp(hog: ChildProcess | undefined, agent: AgentRun | undefined, nginx: RunningServer | undefined): Promise<void> {

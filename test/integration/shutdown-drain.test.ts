@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { kernelSkip, startAgent, waitNoPrograms, type AgentRun } from '../helpers/agent';
+import { kernelSkip, startAgent, stoppedStats, waitNoPrograms, type AgentRun } from '../helpers/agent';
 import { helloLoad } from '../helpers/http-clients';
 import { startNginx, type RunningServer } from '../helpers/servers';
 
@@ -28,10 +28,7 @@ describe('shutdown drains the ring buffer', { skip }, () => {
       agent.child.kill('SIGCONT');
       agent.child.kill('SIGINT');
     }
-    const exit = await agent.exited;
-    assert.equal(exit.code, 0, `agent exit: ${JSON.stringify(exit)}\n${agent.stderr.join('\n')}`);
-    const line = agent.stderr.map((l) => JSON.parse(l) as Record<string, any>).find((l) => l.msg === 'stopping');
-    stopping = line?.stats;
+    stopping = await stoppedStats(agent);
   });
 
   after(async () => {
