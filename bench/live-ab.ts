@@ -46,7 +46,7 @@ import {
   wholeArg,
   wrk,
 } from './common';
-import { pgbench, pgbenchInit } from './pgbench';
+import { pgbench, PGBENCH_CLIENTS, PGBENCH_THREADS, pgbenchInit } from './pgbench';
 
 const PORT = 18320;
 const LOAD = choiceArg('load', ['http', 'pgsql'] as const, 'http');
@@ -59,9 +59,6 @@ const JITTER = process.argv.includes('--jitter');
 /** pgbench's transactions per second (--load pgsql) */
 const RATE = wholeArg('rate', 2000, 1);
 const CONNECTIONS = 16;
-/** pgbench's clients and threads, as bench/pgsql's */
-const PG_CLIENTS = 8;
-const PG_THREADS = 2;
 /** After a load: time for the agent to write what it captured before its documents are counted. */
 const SETTLE_MS = 500;
 /** Size of the documents file written beforehand (MiB): a round at ~6,000 HTTP requests/s writes ~80. */
@@ -134,9 +131,9 @@ async function startLoad(dir: string): Promise<Load> {
     }
     return {
       ports: `pgsql=${PORT}`,
-      description: `pgbench -S -M simple -R ${RATE} -c ${PG_CLIENTS} -j ${PG_THREADS} (latency from each transaction's scheduled start), ${SECONDS} s after a ${WARMUP_S} s warm-up`,
+      description: `pgbench -S -M simple -R ${RATE} -c ${PGBENCH_CLIENTS} -j ${PGBENCH_THREADS} (latency from each transaction's scheduled start), ${SECONDS} s after a ${WARMUP_S} s warm-up`,
       run(seconds) {
-        const r = pgbench({ port: PORT, dir, seconds, clients: PG_CLIENTS, threads: PG_THREADS, protocol: 'simple', rate: RATE });
+        const r = pgbench({ port: PORT, dir, seconds, clients: PGBENCH_CLIENTS, threads: PGBENCH_THREADS, protocol: 'simple', rate: RATE });
         return { requests: r.transactions, p99us: Math.round(r.p99Ms * 1000) };
       },
       stop: () => pg.stop(),

@@ -1,13 +1,17 @@
 /**
  * pgbench's select-only script (`pgbench -S`) against a PostgreSQL on
  * 127.0.0.1, with its per-transaction log read back for the latency figures:
- * bench/pgsql's rounds and bench/live-ab's PostgreSQL load.
+ * bench/pgsql's rounds, bench/live-ab's PostgreSQL load and bench/tail-cost's.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 export type PgbenchProtocol = 'simple' | 'extended' | 'prepared';
+
+/** The benchmarks' pgbench clients (connections) and threads (bench/pgsql's --clients default). */
+export const PGBENCH_CLIENTS = 8;
+export const PGBENCH_THREADS = 2;
 
 export interface PgbenchOptions {
   port: number;

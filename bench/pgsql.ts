@@ -39,7 +39,7 @@ import {
   type SchedFigures,
   type WarmupRuns,
 } from './common';
-import { pgbench as runPgbench, pgbenchInit, type PgbenchResult } from './pgbench';
+import { pgbench as runPgbench, PGBENCH_CLIENTS, PGBENCH_THREADS, pgbenchInit, type PgbenchResult } from './pgbench';
 
 const PORT = 18330;
 
@@ -48,10 +48,10 @@ const SECONDS = arg('seconds', 5);
 const WARMUP_S = arg('warmup', 3);
 /** The warm-up runs again while sched_idle auto drains a burst at normal priority, up to this many seconds (see bench/common.ts). */
 const SPEND_BURST_S = arg('spend-burst', SPEND_BURST_DEFAULT_S);
-const CLIENTS = arg('clients', 8);
+const CLIENTS = arg('clients', PGBENCH_CLIENTS);
 /** Transactions per second of the fixed-rate rounds (saturation is ~40,000-55,000 here). */
 const RATE = arg('rate', 2000);
-const THREADS = Math.min(2, CLIENTS);
+const THREADS = Math.min(PGBENCH_THREADS, CLIENTS);
 /** pgbench scale: 100,000 pgbench_accounts rows per unit */
 const SCALE = arg('scale', 1);
 /** More arguments of `packetbeat-ebpf run` (split at spaces), e.g. `-c drain5.yml`: a setting's figures beside the default's. */

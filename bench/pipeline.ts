@@ -31,7 +31,7 @@ import type { ProtocolName } from '../src/protocols/types';
 import { createLogger } from '../src/util/logger';
 import { startPostgres } from '../test/helpers/databases';
 import { arg, choiceArg, machine, paceScript, REPO, report, requireTools, median, r3, runMain, sleep, startNginx, summarize, waitLine, wholeArg, wrk, type Summary } from './common';
-import { pgbench, pgbenchInit } from './pgbench';
+import { pgbench, PGBENCH_CLIENTS, PGBENCH_THREADS, pgbenchInit } from './pgbench';
 import { devnullSink, playPaced, playRecording, type Play, type PipelineModules } from './play';
 
 /** The recording's protocol and port: one recorded here is HTTP (wrk → nginx) or PostgreSQL (pgbench -S); --file may be any. */
@@ -71,7 +71,7 @@ async function record(dir: string, file: string): Promise<string> {
     const pg = await startPostgres(PORT);
     try {
       pgbenchInit(PORT, 1);
-      await recordAround(file, `pgsql=${PORT}`, () => pgbench({ port: PORT, dir, seconds: SECONDS, clients: 8, threads: 2, protocol: 'simple', rate: PG_RATE }));
+      await recordAround(file, `pgsql=${PORT}`, () => pgbench({ port: PORT, dir, seconds: SECONDS, clients: PGBENCH_CLIENTS, threads: PGBENCH_THREADS, protocol: 'simple', rate: PG_RATE }));
     } finally {
       await pg.stop();
     }

@@ -36,7 +36,7 @@ import {
   withAgent,
   withFloor,
 } from './common';
-import { pgbench, pgbenchInit, type PgbenchResult } from './pgbench';
+import { pgbench, PGBENCH_CLIENTS, PGBENCH_THREADS, pgbenchInit, type PgbenchResult } from './pgbench';
 
 const PORT = 18336;
 const ROUNDS = wholeArg('rounds', 6, 1);
@@ -47,9 +47,6 @@ const SPIN_US = wholeArg('spin-us', 500, 1);
 const INTERVAL_MS = wholeArg('interval-ms', 5, 1);
 const SLICE_US = wholeArg('slice-us', 100, 1);
 const LONG_FACTOR = wholeArg('long-factor', 4, 2);
-/** pgbench's clients and threads, as bench/pgsql's */
-const CLIENTS = 8;
-const THREADS = 2;
 
 interface Setup {
   name: string;
@@ -93,7 +90,7 @@ interface Round {
 }
 
 function load(dir: string, seconds = SECONDS): PgbenchResult {
-  return pgbench({ port: PORT, dir, seconds, clients: CLIENTS, threads: THREADS, protocol: 'simple', rate: RATE });
+  return pgbench({ port: PORT, dir, seconds, clients: PGBENCH_CLIENTS, threads: PGBENCH_THREADS, protocol: 'simple', rate: RATE });
 }
 
 const roundOf = (r: PgbenchResult, cpu: number): Round => ({ p99Ms: r.p99Ms, p50Ms: r.p50Ms, tps: r.tps, cpuPer10k: r3((cpu / r.transactions) * 1e4) });
@@ -159,7 +156,7 @@ async function main(): Promise<void> {
   );
   report('tail-cost', {
     machine: machine(),
-    load: `pgbench -S -M simple -R ${RATE} -c ${CLIENTS} -j ${THREADS} (latency from each transaction's scheduled start), ${SECONDS} s a round`,
+    load: `pgbench -S -M simple -R ${RATE} -c ${PGBENCH_CLIENTS} -j ${PGBENCH_THREADS} (latency from each transaction's scheduled start), ${SECONDS} s a round`,
     rounds_per_setup: ROUNDS,
     setups,
     rounds,
