@@ -43,15 +43,13 @@ static void spin(long spin_us, long slice_us) {
 	}
 }
 
-/* The value of --name N among argv[from..], or fallback; -1 when it is there but no whole number. */
-static long option(int argc, char **argv, int from, const char *name, long fallback) {
-	for (int i = from; i < argc; i++) {
-		if (strcmp(argv[i], name) != 0) continue;
-		char *end = NULL;
-		long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : -1;
-		return end && *end == 0 && v >= 0 ? v : -1;
-	}
-	return fallback;
+/* text as a whole number from `min` into *out; false when it is none. */
+static int whole(const char *text, long min, long *out) {
+	char *end = NULL;
+	long v = strtol(text, &end, 10);
+	if (end == text || *end != 0 || v < min) return 0;
+	*out = v;
+	return 1;
 }
 
 static int on_sample(void *ctx, void *data, size_t size) {
@@ -68,21 +66,22 @@ int main(int argc, char **argv) {
 		fprintf(stderr, usage, argv[0]);
 		return 2;
 	}
-	const long interval_ms = option(argc, argv, 3, "--interval-ms", 20);
-	const long spin_us = option(argc, argv, 3, "--spin-us", 0);
-	const long slice_us = option(argc, argv, 3, "--slice-us", 0);
+	long interval_ms = 20, spin_us = 0, slice_us = 0;
 	int sched_idle = 0;
 	for (int i = 3; i < argc; i++) {
-		if (strcmp(argv[i], "--sched-idle") == 0) sched_idle = 1;
-		else if (strcmp(argv[i], "--interval-ms") == 0 || strcmp(argv[i], "--spin-us") == 0 || strcmp(argv[i], "--slice-us") == 0) i++;
-		else {
+		if (strcmp(argv[i], "--sched-idle") == 0) {
+			sched_idle = 1;
+			continue;
+		}
+		long *value = strcmp(argv[i], "--interval-ms") == 0 ? &interval_ms
+			      : strcmp(argv[i], "--spin-us") == 0   ? &spin_us
+			      : strcmp(argv[i], "--slice-us") == 0  ? &slice_us
+								    : NULL;
+		if (!value || i + 1 >= argc || !whole(argv[++i], value == &interval_ms ? 1 : 0, value)) {
 			fprintf(stderr, usage, argv[0]);
+			fprintf(stderr, "floor: --interval-ms takes a whole number from 1, --spin-us and --slice-us from 0\n");
 			return 2;
 		}
-	}
-	if (interval_ms < 1 || spin_us < 0 || slice_us < 0) {
-		fprintf(stderr, "floor: --interval-ms takes a whole number from 1, --spin-us and --slice-us from 0\n");
-		return 2;
 	}
 	if (sched_idle) {
 		struct sched_param sp = {0};
